@@ -1,0 +1,1207 @@
+/* catalog.c: the catalog in memory and in LevelDB. See catalog.h.
+ *
+ * A table lives in memory as the TableInfo decoded from its own record, so
+ * what we serve is exactly what is on disk (unknown fields of a newer
+ * version included). A change is prepared completely first (new record
+ * packed, memory reserved), then written with sync, and only then applied
+ * in memory: a failed write leaves memory as it was, and nothing that can
+ * fail happens after the write. */
+#include "meta/catalog.h"
+
+#include "cluster/keys.h"
+#include "cluster/log.h"
+#include "meta/placement.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <leveldb/c.h>
+
+#define CATALOG_TABLE_PREFIX "t/"
+#define CATALOG_NODE_PREFIX "n/"
+#define CATALOG_PREFIX_BYTES 2
+#define CATALOG_COUNTERS_KEY "c"
+#define CATALOG_TABLE_KEY_MAX_BYTES (CATALOG_PREFIX_BYTES + KEY_NAME_MAX_BYTES)
+#define CATALOG_NODE_KEY_BYTES (CATALOG_PREFIX_BYTES + 8)
+/* Bounds on what a node may call itself, so a peer cannot grow the catalog
+ * without limit. */
+#define CATALOG_AZ_MAX_BYTES 64
+#define CATALOG_ADDRESS_MAX_BYTES 512
+/* A name in a log line, every byte escaped at worst. */
+#define CATALOG_PRINTABLE_BYTES (4 * KEY_NAME_MAX_BYTES + 16)
+
+struct catalog_node {
+	uint64_t id;
+	char *address;              /* malloc'd */
+	char *az;                   /* malloc'd */
+	bool heard;                 /* registered or heartbeated since open */
+	int64_t heartbeat_ms;       /* monotonic; valid when heard */
+	uint64_t capacity_bytes;
+	uint64_t free_bytes;
+	uint32_t replica_count;     /* recomputed by catalog_count_replicas */
+};
+
+struct catalog {
+	pthread_mutex_t lock;
+	leveldb_t *db;
+	leveldb_options_t *options;
+	leveldb_writeoptions_t *write_options;
+	leveldb_readoptions_t *read_options;
+	int64_t heartbeat_timeout_ms;
+
+	/* Sorted bytewise by name; each decoded with the default allocator
+	 * and freed with quorum__table_info__free_unpacked. */
+	Quorum__TableInfo **tables;
+	size_t table_count;
+	size_t table_capacity;
+
+	struct catalog_node *nodes; /* sorted by id */
+	size_t node_count;
+	size_t node_capacity;
+
+	uint64_t next_table_id;
+	uint64_t next_node_id;
+	uint64_t next_partition_id;
+};
+
+static void catalog_set_why(char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void catalog_set_why(char *why, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!why)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, CATALOG_WHY_BYTES, fmt, ap);
+	va_end(ap);
+}
+
+/* A printable form of a name or record key for log lines: a peer chose
+ * these bytes, and a newline must not forge a log line. */
+static void catalog_printable(const void *bytes, size_t size_bytes, char *out,
+			      size_t out_bytes)
+{
+	const unsigned char *in = bytes;
+	size_t used = 0;
+
+	for (size_t i = 0; i < size_bytes && used + 5 < out_bytes; i++) {
+		if (in[i] >= 0x20 && in[i] < 0x7f && in[i] != '\\')
+			out[used++] = (char)in[i];
+		else
+			used += (size_t)snprintf(out + used, out_bytes - used, "\\x%02x", in[i]);
+	}
+	out[used] = '\0';
+}
+
+/* --------------------------------------------------------------- lookups */
+
+static int catalog_compare_names(const void *a, size_t a_bytes, const void *b, size_t b_bytes)
+{
+	size_t common = a_bytes < b_bytes ? a_bytes : b_bytes;
+	int order = memcmp(a, b, common);
+
+	if (order != 0)
+		return order;
+	return a_bytes < b_bytes ? -1 : a_bytes > b_bytes ? 1 : 0;
+}
+
+/* The index of the table called name, or where it would go (*found false). */
+static size_t catalog_find_table(const struct catalog *catalog, const void *name,
+				 size_t name_bytes, bool *found)
+{
+	size_t low = 0, high = catalog->table_count;
+
+	while (low < high) {
+		size_t mid = low + (high - low) / 2;
+		const Quorum__TableInfo *table = catalog->tables[mid];
+		int order = catalog_compare_names(table->name.data, table->name.len, name,
+						  name_bytes);
+
+		if (order == 0) {
+			*found = true;
+			return mid;
+		}
+		if (order < 0)
+			low = mid + 1;
+		else
+			high = mid;
+	}
+	*found = false;
+	return low;
+}
+
+static size_t catalog_find_node(const struct catalog *catalog, uint64_t id, bool *found)
+{
+	size_t low = 0, high = catalog->node_count;
+
+	while (low < high) {
+		size_t mid = low + (high - low) / 2;
+
+		if (catalog->nodes[mid].id == id) {
+			*found = true;
+			return mid;
+		}
+		if (catalog->nodes[mid].id < id)
+			low = mid + 1;
+		else
+			high = mid;
+	}
+	*found = false;
+	return low;
+}
+
+static bool catalog_node_up(const struct catalog *catalog, const struct catalog_node *node,
+			    int64_t now_ms)
+{
+	return node->heard && now_ms - node->heartbeat_ms <= catalog->heartbeat_timeout_ms;
+}
+
+/* Sets every node's replica_count from the replica sets of every table. */
+static void catalog_count_replicas(struct catalog *catalog)
+{
+	for (size_t n = 0; n < catalog->node_count; n++)
+		catalog->nodes[n].replica_count = 0;
+	for (size_t t = 0; t < catalog->table_count; t++) {
+		const Quorum__TableInfo *table = catalog->tables[t];
+
+		for (size_t p = 0; p < table->n_partitions; p++) {
+			const Quorum__PartitionInfo *partition = table->partitions[p];
+
+			for (size_t r = 0; r < partition->n_replicas; r++) {
+				bool found;
+				size_t n = catalog_find_node(catalog, partition->replicas[r],
+							     &found);
+				if (found)
+					catalog->nodes[n].replica_count++;
+			}
+		}
+	}
+}
+
+/* Makes room for one more table and one more node, so that applying a
+ * change after its write cannot fail. */
+static int catalog_reserve(struct catalog *catalog)
+{
+	if (catalog->table_count == catalog->table_capacity) {
+		size_t capacity = catalog->table_capacity ? catalog->table_capacity * 2 : 16;
+		Quorum__TableInfo **tables = realloc(catalog->tables,
+						     capacity * sizeof(*tables));
+		if (!tables)
+			return -ENOMEM;
+		catalog->tables = tables;
+		catalog->table_capacity = capacity;
+	}
+	if (catalog->node_count == catalog->node_capacity) {
+		size_t capacity = catalog->node_capacity ? catalog->node_capacity * 2 : 16;
+		struct catalog_node *nodes = realloc(catalog->nodes, capacity * sizeof(*nodes));
+		if (!nodes)
+			return -ENOMEM;
+		catalog->nodes = nodes;
+		catalog->node_capacity = capacity;
+	}
+	return 0;
+}
+
+static void catalog_insert_table(struct catalog *catalog, size_t index, Quorum__TableInfo *table)
+{
+	memmove(&catalog->tables[index + 1], &catalog->tables[index],
+		(catalog->table_count - index) * sizeof(*catalog->tables));
+	catalog->tables[index] = table;
+	catalog->table_count++;
+}
+
+static void catalog_insert_node(struct catalog *catalog, size_t index,
+				const struct catalog_node *node)
+{
+	memmove(&catalog->nodes[index + 1], &catalog->nodes[index],
+		(catalog->node_count - index) * sizeof(*catalog->nodes));
+	catalog->nodes[index] = *node;
+	catalog->node_count++;
+}
+
+/* ------------------------------------------------------------ persistence */
+
+static size_t catalog_table_key(uint8_t *key, const void *name, size_t name_bytes)
+{
+	memcpy(key, CATALOG_TABLE_PREFIX, CATALOG_PREFIX_BYTES);
+	memcpy(key + CATALOG_PREFIX_BYTES, name, name_bytes);
+	return CATALOG_PREFIX_BYTES + name_bytes;
+}
+
+static void catalog_node_key(uint8_t key[CATALOG_NODE_KEY_BYTES], uint64_t id)
+{
+	memcpy(key, CATALOG_NODE_PREFIX, CATALOG_PREFIX_BYTES);
+	key_put_u64(key + CATALOG_PREFIX_BYTES, id);
+}
+
+/* Packs message into the arena. */
+static int catalog_pack(const ProtobufCMessage *message, struct arena *arena, uint8_t **out,
+			size_t *out_bytes)
+{
+	size_t size_bytes = protobuf_c_message_get_packed_size(message);
+	uint8_t *buffer = arena_alloc(arena, size_bytes ? size_bytes : 1);
+
+	if (!buffer)
+		return -ENOMEM;
+	protobuf_c_message_pack(message, buffer);
+	*out = buffer;
+	*out_bytes = size_bytes;
+	return 0;
+}
+
+/* Puts a table's packed record; name_bytes <= KEY_NAME_MAX_BYTES. */
+static void catalog_batch_put_table(leveldb_writebatch_t *batch, const ProtobufCBinaryData *name,
+				    const uint8_t *packed, size_t packed_bytes)
+{
+	uint8_t key[CATALOG_TABLE_KEY_MAX_BYTES];
+	size_t key_bytes = catalog_table_key(key, name->data, name->len);
+
+	leveldb_writebatch_put(batch, (const char *)key, key_bytes, (const char *)packed,
+			       packed_bytes);
+}
+
+static int catalog_batch_put_node(leveldb_writebatch_t *batch, uint64_t id, const char *address,
+				  const char *az, struct arena *arena)
+{
+	Quorum__NodeRecord record = QUORUM__NODE_RECORD__INIT;
+	uint8_t key[CATALOG_NODE_KEY_BYTES];
+	uint8_t *value;
+	size_t value_bytes;
+	int err;
+
+	record.id = id;
+	record.address = (char *)address;
+	record.az = (char *)az;
+	err = catalog_pack(&record.base, arena, &value, &value_bytes);
+	if (err < 0)
+		return err;
+	catalog_node_key(key, id);
+	leveldb_writebatch_put(batch, (const char *)key, sizeof(key), (const char *)value,
+			       value_bytes);
+	return 0;
+}
+
+static int catalog_batch_put_counters(leveldb_writebatch_t *batch, uint64_t next_table_id,
+				      uint64_t next_node_id, uint64_t next_partition_id,
+				      struct arena *arena)
+{
+	Quorum__Counters counters = QUORUM__COUNTERS__INIT;
+	uint8_t *value;
+	size_t value_bytes;
+	int err;
+
+	counters.next_table_id = next_table_id;
+	counters.next_node_id = next_node_id;
+	counters.next_partition_id = next_partition_id;
+	err = catalog_pack(&counters.base, arena, &value, &value_bytes);
+	if (err < 0)
+		return err;
+	leveldb_writebatch_put(batch, CATALOG_COUNTERS_KEY, strlen(CATALOG_COUNTERS_KEY),
+			       (const char *)value, value_bytes);
+	return 0;
+}
+
+/* Writes batch with sync: it is on disk when this returns 0. */
+static int catalog_write(struct catalog *catalog, leveldb_writebatch_t *batch, char *why)
+{
+	char *error = NULL;
+
+	leveldb_write(catalog->db, catalog->write_options, batch, &error);
+	if (error) {
+		log_error("catalog write failed: %s", error);
+		catalog_set_why(why, "catalog write failed: %s", error);
+		leveldb_free(error);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* A private, malloc'd copy of a table record (freed with free_unpacked),
+ * made from its packed bytes so it is exactly what was written. */
+static Quorum__TableInfo *catalog_copy_table(const uint8_t *packed, size_t packed_bytes)
+{
+	return quorum__table_info__unpack(NULL, packed_bytes, packed);
+}
+
+/* -------------------------------------------------------- building results */
+
+static Quorum__NodeInfo *catalog_node_info(const struct catalog *catalog,
+					   const struct catalog_node *node, int64_t now_ms,
+					   struct arena *arena)
+{
+	Quorum__NodeInfo *info = arena_alloc(arena, sizeof(*info));
+
+	if (!info)
+		return NULL;
+	quorum__node_info__init(info);
+	info->id = node->id;
+	info->address = arena_memdup(arena, node->address, strlen(node->address) + 1);
+	info->az = arena_memdup(arena, node->az, strlen(node->az) + 1);
+	if (!info->address || !info->az)
+		return NULL;
+	info->up = catalog_node_up(catalog, node, now_ms);
+	info->has_capacity_bytes = true;
+	info->capacity_bytes = node->capacity_bytes;
+	info->has_free_bytes = true;
+	info->free_bytes = node->free_bytes;
+	if (node->heard) {
+		info->has_heartbeat_age_ms = true;
+		info->heartbeat_age_ms = now_ms > node->heartbeat_ms ?
+			(uint64_t)(now_ms - node->heartbeat_ms) : 0;
+	}
+	info->has_replica_count = true;
+	info->replica_count = node->replica_count;
+	return info;
+}
+
+/* A TableResponse holding table (already in the arena) and the nodes its
+ * replica sets name, each once, in the order they first appear. */
+static int catalog_table_response(struct catalog *catalog, Quorum__TableInfo *table,
+				  int64_t now_ms, struct arena *arena, Quorum__TableResponse **out)
+{
+	Quorum__TableResponse *response = arena_alloc(arena, sizeof(*response));
+	size_t slots = 0;
+
+	if (!response)
+		return -ENOMEM;
+	quorum__table_response__init(response);
+	response->table = table;
+	for (size_t p = 0; p < table->n_partitions; p++)
+		slots += table->partitions[p]->n_replicas;
+	response->nodes = arena_alloc(arena, (slots ? slots : 1) * sizeof(*response->nodes));
+	if (!response->nodes)
+		return -ENOMEM;
+	catalog_count_replicas(catalog);
+	for (size_t p = 0; p < table->n_partitions; p++) {
+		const Quorum__PartitionInfo *partition = table->partitions[p];
+
+		for (size_t r = 0; r < partition->n_replicas; r++) {
+			uint64_t id = partition->replicas[r];
+			bool listed = false, found;
+			size_t n;
+
+			for (size_t i = 0; i < response->n_nodes && !listed; i++)
+				listed = response->nodes[i]->id == id;
+			if (listed)
+				continue;
+			n = catalog_find_node(catalog, id, &found);
+			if (!found)
+				continue;   /* nodes are never removed; defensive */
+			response->nodes[response->n_nodes] =
+				catalog_node_info(catalog, &catalog->nodes[n], now_ms, arena);
+			if (!response->nodes[response->n_nodes])
+				return -ENOMEM;
+			response->n_nodes++;
+		}
+	}
+	*out = response;
+	return 0;
+}
+
+/* A deep copy of table in the arena (by packing and unpacking it). */
+static Quorum__TableInfo *catalog_table_in_arena(const Quorum__TableInfo *table,
+						 struct arena *arena)
+{
+	uint8_t *packed;
+	size_t packed_bytes;
+
+	if (catalog_pack(&table->base, arena, &packed, &packed_bytes) < 0)
+		return NULL;
+	return quorum__table_info__unpack(arena_protobuf_allocator(arena), packed_bytes, packed);
+}
+
+/* ------------------------------------------------------------------ tables */
+
+/* Builds the record of a new table in the arena: ids from the counters,
+ * ranges, replicas placed on the up nodes. */
+static int catalog_build_table(struct catalog *catalog, const Quorum__CreateTableRequest *request,
+			       uint32_t partition_count, int64_t now_ms, int64_t now_ns,
+			       struct arena *arena, Quorum__TableInfo **out, char *why)
+{
+	struct placement_node *candidates;
+	Quorum__TableInfo *table;
+	uint64_t *replicas;
+	size_t azs_up = 0;
+	int err;
+
+	candidates = arena_alloc(arena, (catalog->node_count ? catalog->node_count : 1) *
+				 sizeof(*candidates));
+	replicas = arena_alloc(arena, (size_t)partition_count * PLACEMENT_REPLICAS *
+			       sizeof(*replicas));
+	table = arena_alloc(arena, sizeof(*table));
+	if (!candidates || !replicas || !table)
+		return -ENOMEM;
+	catalog_count_replicas(catalog);
+	for (size_t n = 0; n < catalog->node_count; n++) {
+		const struct catalog_node *node = &catalog->nodes[n];
+		bool new_az = true;
+
+		candidates[n].id = node->id;
+		candidates[n].az = node->az;
+		candidates[n].up = catalog_node_up(catalog, node, now_ms);
+		candidates[n].replica_count = node->replica_count;
+		for (size_t m = 0; m < n && new_az; m++)
+			new_az = !(candidates[m].up && strcmp(candidates[m].az, node->az) == 0);
+		if (candidates[n].up && new_az)
+			azs_up++;
+	}
+	err = placement_choose_replicas(candidates, catalog->node_count, partition_count,
+					replicas);
+	if (err == -EAGAIN) {
+		catalog_set_why(why, "replicas need up nodes in %d distinct AZs; %zu AZ%s ha%s one",
+				PLACEMENT_REPLICAS, azs_up, azs_up == 1 ? "" : "s",
+				azs_up == 1 ? "s" : "ve");
+		return err;
+	}
+	if (err < 0) {
+		catalog_set_why(why, "placement failed: %s", strerror(-err));
+		return err;
+	}
+
+	quorum__table_info__init(table);
+	table->id = catalog->next_table_id;
+	table->name.data = arena_memdup(arena, request->name.data, request->name.len);
+	table->name.len = request->name.len;
+	table->mode = request->mode & 07777;
+	table->uid = request->uid;
+	table->gid = request->gid;
+	table->mtime_ns = now_ns;
+	table->ctime_ns = now_ns;
+	table->has_has_sort_key = request->has_has_sort_key;
+	table->has_sort_key = request->has_has_sort_key && request->has_sort_key;
+	table->partitions = arena_alloc(arena, partition_count * sizeof(*table->partitions));
+	if (!table->name.data || !table->partitions)
+		return -ENOMEM;
+	table->n_partitions = partition_count;
+	for (uint32_t p = 0; p < partition_count; p++) {
+		Quorum__PartitionInfo *partition = arena_alloc(arena, sizeof(*partition));
+
+		if (!partition)
+			return -ENOMEM;
+		quorum__partition_info__init(partition);
+		partition->id = catalog->next_partition_id + p;
+		placement_hash_range(p, partition_count, &partition->hash_first,
+				     &partition->hash_last);
+		partition->n_replicas = PLACEMENT_REPLICAS;
+		partition->replicas = &replicas[(size_t)p * PLACEMENT_REPLICAS];
+		partition->epoch = 1;
+		table->partitions[p] = partition;
+	}
+	*out = table;
+	return 0;
+}
+
+static int catalog_check_name(const void *name, size_t name_bytes, char *why)
+{
+	int err = key_validate_name(name, name_bytes);
+
+	if (err == -ENAMETOOLONG)
+		catalog_set_why(why, "table name of %zu bytes is longer than %d bytes",
+				name_bytes, KEY_NAME_MAX_BYTES);
+	else if (err < 0)
+		catalog_set_why(why, "invalid table name: empty, \".\", \"..\", or holds '/' "
+				"or NUL");
+	return err;
+}
+
+int catalog_create_table(struct catalog *catalog, const Quorum__CreateTableRequest *request,
+			 uint32_t default_partition_count, int64_t now_ms, int64_t now_ns,
+			 struct arena *arena, Quorum__TableResponse **out, char *why)
+{
+	uint32_t partition_count = request->has_partition_count ? request->partition_count :
+				   default_partition_count;
+	leveldb_writebatch_t *batch = NULL;
+	Quorum__TableInfo *table, *kept = NULL;
+	char printable[CATALOG_PRINTABLE_BYTES];
+	uint8_t *packed;
+	size_t packed_bytes, index;
+	bool found;
+	int err;
+
+	err = catalog_check_name(request->name.data, request->name.len, why);
+	if (err < 0)
+		return err;
+	if (partition_count < 1 || partition_count > CATALOG_PARTITIONS_MAX) {
+		catalog_set_why(why, "partition count %u is outside 1..%d", partition_count,
+				CATALOG_PARTITIONS_MAX);
+		return -EINVAL;
+	}
+
+	pthread_mutex_lock(&catalog->lock);
+	index = catalog_find_table(catalog, request->name.data, request->name.len, &found);
+	if (found) {
+		catalog_set_why(why, "table \"%.*s\" exists", (int)request->name.len,
+				(const char *)request->name.data);
+		err = -EEXIST;
+		goto out;
+	}
+	err = catalog_build_table(catalog, request, partition_count, now_ms, now_ns, arena,
+				  &table, why);
+	if (err < 0)
+		goto out;
+	err = -ENOMEM;
+	batch = leveldb_writebatch_create();
+	if (!batch || catalog_reserve(catalog) < 0)
+		goto out;
+	if (catalog_pack(&table->base, arena, &packed, &packed_bytes) < 0)
+		goto out;
+	kept = catalog_copy_table(packed, packed_bytes);
+	if (!kept)
+		goto out;
+	catalog_batch_put_table(batch, &table->name, packed, packed_bytes);
+	if (catalog_batch_put_counters(batch, catalog->next_table_id + 1, catalog->next_node_id,
+				       catalog->next_partition_id + partition_count, arena) < 0)
+		goto out;
+	err = catalog_write(catalog, batch, why);
+	if (err < 0)
+		goto out;
+
+	catalog_insert_table(catalog, index, kept);
+	kept = NULL;
+	catalog->next_table_id++;
+	catalog->next_partition_id += partition_count;
+	catalog_printable(table->name.data, table->name.len, printable, sizeof(printable));
+	log_info("table \"%s\" created: id %llu, %u partitions", printable,
+		 (unsigned long long)table->id, partition_count);
+	err = catalog_table_response(catalog, table, now_ms, arena, out);
+out:
+	if (err == -ENOMEM)
+		catalog_set_why(why, "out of memory");
+	if (kept)
+		quorum__table_info__free_unpacked(kept, NULL);
+	if (batch)
+		leveldb_writebatch_destroy(batch);
+	pthread_mutex_unlock(&catalog->lock);
+	return err;
+}
+
+int catalog_delete_table(struct catalog *catalog, const void *name, size_t name_bytes,
+			 char *why)
+{
+	uint8_t key[CATALOG_TABLE_KEY_MAX_BYTES];
+	char printable[CATALOG_PRINTABLE_BYTES];
+	leveldb_writebatch_t *batch;
+	size_t index;
+	bool found;
+	int err;
+
+	if (name_bytes > KEY_NAME_MAX_BYTES) {
+		catalog_set_why(why, "no table of that name (longer than %d bytes)",
+				KEY_NAME_MAX_BYTES);
+		return -ENOENT;
+	}
+	batch = leveldb_writebatch_create();
+	if (!batch) {
+		catalog_set_why(why, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&catalog->lock);
+	index = catalog_find_table(catalog, name, name_bytes, &found);
+	if (!found) {
+		catalog_set_why(why, "no table \"%.*s\"", (int)name_bytes, (const char *)name);
+		err = -ENOENT;
+		goto out;
+	}
+	leveldb_writebatch_delete(batch, (const char *)key,
+				  catalog_table_key(key, name, name_bytes));
+	err = catalog_write(catalog, batch, why);
+	if (err < 0)
+		goto out;
+	catalog_printable(name, name_bytes, printable, sizeof(printable));
+	log_info("table \"%s\" deleted: id %llu", printable,
+		 (unsigned long long)catalog->tables[index]->id);
+	quorum__table_info__free_unpacked(catalog->tables[index], NULL);
+	memmove(&catalog->tables[index], &catalog->tables[index + 1],
+		(catalog->table_count - index - 1) * sizeof(*catalog->tables));
+	catalog->table_count--;
+out:
+	pthread_mutex_unlock(&catalog->lock);
+	leveldb_writebatch_destroy(batch);
+	return err;
+}
+
+int catalog_describe_table(struct catalog *catalog, const void *name, size_t name_bytes,
+			   int64_t now_ms, struct arena *arena, Quorum__TableResponse **out,
+			   char *why)
+{
+	Quorum__TableInfo *table;
+	size_t index;
+	bool found;
+	int err;
+
+	pthread_mutex_lock(&catalog->lock);
+	index = catalog_find_table(catalog, name, name_bytes, &found);
+	if (!found) {
+		catalog_set_why(why, "no table \"%.*s\"", (int)name_bytes, (const char *)name);
+		err = -ENOENT;
+		goto out;
+	}
+	table = catalog_table_in_arena(catalog->tables[index], arena);
+	err = table ? catalog_table_response(catalog, table, now_ms, arena, out) : -ENOMEM;
+	if (err == -ENOMEM)
+		catalog_set_why(why, "out of memory");
+out:
+	pthread_mutex_unlock(&catalog->lock);
+	return err;
+}
+
+int catalog_update_table(struct catalog *catalog, const Quorum__UpdateTableRequest *request,
+			 int64_t now_ms, int64_t now_ns, struct arena *arena,
+			 Quorum__TableResponse **out, char *why)
+{
+	leveldb_writebatch_t *batch;
+	Quorum__TableInfo updated, *kept = NULL, *table;
+	uint8_t *packed;
+	size_t packed_bytes, index;
+	bool found;
+	int err;
+
+	batch = leveldb_writebatch_create();
+	if (!batch) {
+		catalog_set_why(why, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&catalog->lock);
+	index = catalog_find_table(catalog, request->name.data, request->name.len, &found);
+	if (!found) {
+		catalog_set_why(why, "no table \"%.*s\"", (int)request->name.len,
+				(const char *)request->name.data);
+		err = -ENOENT;
+		goto out;
+	}
+	/* A shallow copy: it shares the partitions of the stored table, which
+	 * stays alive until the new copy replaces it below. */
+	updated = *catalog->tables[index];
+	if (request->has_mode)
+		updated.mode = request->mode & 07777;
+	if (request->has_uid)
+		updated.uid = request->uid;
+	if (request->has_gid)
+		updated.gid = request->gid;
+	if (request->has_mtime_ns)
+		updated.mtime_ns = request->mtime_ns;
+	updated.ctime_ns = now_ns;
+
+	err = -ENOMEM;
+	if (catalog_pack(&updated.base, arena, &packed, &packed_bytes) < 0)
+		goto out;
+	kept = catalog_copy_table(packed, packed_bytes);
+	table = quorum__table_info__unpack(arena_protobuf_allocator(arena), packed_bytes, packed);
+	if (!kept || !table)
+		goto out;
+	catalog_batch_put_table(batch, &updated.name, packed, packed_bytes);
+	err = catalog_write(catalog, batch, why);
+	if (err < 0)
+		goto out;
+	quorum__table_info__free_unpacked(catalog->tables[index], NULL);
+	catalog->tables[index] = kept;
+	kept = NULL;
+	err = catalog_table_response(catalog, table, now_ms, arena, out);
+out:
+	if (err == -ENOMEM)
+		catalog_set_why(why, "out of memory");
+	if (kept)
+		quorum__table_info__free_unpacked(kept, NULL);
+	pthread_mutex_unlock(&catalog->lock);
+	leveldb_writebatch_destroy(batch);
+	return err;
+}
+
+int catalog_list_tables(struct catalog *catalog, struct arena *arena,
+			Quorum__ListTablesResponse **out)
+{
+	Quorum__ListTablesResponse *response = arena_alloc(arena, sizeof(*response));
+	int err = 0;
+
+	if (!response)
+		return -ENOMEM;
+	quorum__list_tables_response__init(response);
+	pthread_mutex_lock(&catalog->lock);
+	response->tables = arena_alloc(arena, (catalog->table_count ? catalog->table_count : 1) *
+				       sizeof(*response->tables));
+	if (!response->tables) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (size_t t = 0; t < catalog->table_count; t++) {
+		const Quorum__TableInfo *stored = catalog->tables[t];
+		Quorum__TableInfo *table = arena_alloc(arena, sizeof(*table));
+
+		if (!table) {
+			err = -ENOMEM;
+			goto out;
+		}
+		quorum__table_info__init(table);
+		table->id = stored->id;
+		table->name.len = stored->name.len;
+		table->name.data = arena_memdup(arena, stored->name.data, stored->name.len);
+		if (!table->name.data && stored->name.len) {
+			err = -ENOMEM;
+			goto out;
+		}
+		table->mode = stored->mode;
+		table->uid = stored->uid;
+		table->gid = stored->gid;
+		table->mtime_ns = stored->mtime_ns;
+		table->ctime_ns = stored->ctime_ns;
+		table->has_has_sort_key = stored->has_has_sort_key;
+		table->has_sort_key = stored->has_sort_key;
+		response->tables[response->n_tables++] = table;
+	}
+	*out = response;
+out:
+	pthread_mutex_unlock(&catalog->lock);
+	return err;
+}
+
+/* ------------------------------------------------------------------- nodes */
+
+static int catalog_check_label(const char *label, size_t max_bytes, const char *what, char *why)
+{
+	size_t size_bytes = label ? strlen(label) : 0;
+
+	if (size_bytes == 0 || size_bytes > max_bytes) {
+		catalog_set_why(why, "%s must be 1 to %zu bytes", what, max_bytes);
+		return -EINVAL;
+	}
+	/* It goes into log lines and terminals as it is. */
+	for (size_t i = 0; i < size_bytes; i++) {
+		unsigned char c = (unsigned char)label[i];
+
+		if (c < 0x20 || c == 0x7f) {
+			catalog_set_why(why, "%s holds a control character", what);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int catalog_register_node(struct catalog *catalog, uint64_t node_id, const char *address,
+			  const char *az, int64_t now_ms, uint64_t *assigned_id, char *why)
+{
+	leveldb_writebatch_t *batch = NULL;
+	struct arena *arena = NULL;
+	struct catalog_node node = { 0 };
+	char *new_address = NULL, *new_az = NULL;
+	size_t index;
+	bool found, changed;
+	int err;
+
+	err = catalog_check_label(address, CATALOG_ADDRESS_MAX_BYTES, "a node address", why);
+	if (err == 0)
+		err = catalog_check_label(az, CATALOG_AZ_MAX_BYTES, "an AZ label", why);
+	if (err < 0)
+		return err;
+
+	err = -ENOMEM;
+	batch = leveldb_writebatch_create();
+	arena = arena_new();
+	new_address = strdup(address);
+	new_az = strdup(az);
+	if (!batch || !arena || !new_address || !new_az) {
+		catalog_set_why(why, "out of memory");
+		goto free;
+	}
+
+	pthread_mutex_lock(&catalog->lock);
+	if (catalog_reserve(catalog) < 0) {
+		catalog_set_why(why, "out of memory");
+		goto out;
+	}
+	if (node_id == 0)
+		node_id = catalog->next_node_id;
+	index = catalog_find_node(catalog, node_id, &found);
+	changed = !found || strcmp(catalog->nodes[index].address, address) != 0 ||
+		  strcmp(catalog->nodes[index].az, az) != 0;
+	if (changed) {
+		if (catalog_batch_put_node(batch, node_id, address, az, arena) < 0)
+			goto out;
+		if (node_id >= catalog->next_node_id &&
+		    catalog_batch_put_counters(batch, catalog->next_table_id, node_id + 1,
+					       catalog->next_partition_id, arena) < 0)
+			goto out;
+		err = catalog_write(catalog, batch, why);
+		if (err < 0)
+			goto out;
+	}
+	if (node_id >= catalog->next_node_id)
+		catalog->next_node_id = node_id + 1;
+	if (!found) {
+		node.id = node_id;
+		node.address = new_address;
+		node.az = new_az;
+		catalog_insert_node(catalog, index, &node);
+		log_info("node %llu registered: %s in AZ %s", (unsigned long long)node_id,
+			 address, az);
+	} else if (changed) {
+		free(catalog->nodes[index].address);
+		free(catalog->nodes[index].az);
+		catalog->nodes[index].address = new_address;
+		catalog->nodes[index].az = new_az;
+		log_info("node %llu registered again: now %s in AZ %s",
+			 (unsigned long long)node_id, address, az);
+	} else {
+		free(new_address);
+		free(new_az);
+		log_info("node %llu registered again: %s in AZ %s", (unsigned long long)node_id,
+			 address, az);
+	}
+	new_address = new_az = NULL;
+	catalog->nodes[index].heard = true;
+	catalog->nodes[index].heartbeat_ms = now_ms;
+	*assigned_id = node_id;
+	err = 0;
+out:
+	if (err == -ENOMEM)
+		catalog_set_why(why, "out of memory");
+	pthread_mutex_unlock(&catalog->lock);
+free:
+	free(new_address);
+	free(new_az);
+	arena_free(arena);
+	if (batch)
+		leveldb_writebatch_destroy(batch);
+	return err;
+}
+
+int catalog_heartbeat_node(struct catalog *catalog, uint64_t node_id, const char *address,
+			   bool has_capacity, uint64_t capacity_bytes, bool has_free,
+			   uint64_t free_bytes, int64_t now_ms, char *why)
+{
+	struct catalog_node *node;
+	size_t index;
+	bool found;
+	int err = 0;
+
+	pthread_mutex_lock(&catalog->lock);
+	index = catalog_find_node(catalog, node_id, &found);
+	if (!found) {
+		pthread_mutex_unlock(&catalog->lock);
+		catalog_set_why(why, "node %llu is not registered", (unsigned long long)node_id);
+		return -ENOENT;
+	}
+	node = &catalog->nodes[index];
+	if (address && address[0] && strcmp(address, node->address) != 0 &&
+	    strlen(address) <= CATALOG_ADDRESS_MAX_BYTES) {
+		/* A node that moved: its address is part of its record. */
+		leveldb_writebatch_t *batch = leveldb_writebatch_create();
+		struct arena *arena = arena_new();
+		char *copy = strdup(address);
+
+		err = -ENOMEM;
+		if (batch && arena && copy &&
+		    catalog_batch_put_node(batch, node_id, address, node->az, arena) == 0)
+			err = catalog_write(catalog, batch, why);
+		else
+			catalog_set_why(why, "out of memory");
+		if (err == 0) {
+			log_info("node %llu moved from %s to %s", (unsigned long long)node_id,
+				 node->address, address);
+			free(node->address);
+			node->address = copy;
+			copy = NULL;
+		}
+		free(copy);
+		arena_free(arena);
+		if (batch)
+			leveldb_writebatch_destroy(batch);
+	}
+	if (err == 0) {
+		node->heard = true;
+		node->heartbeat_ms = now_ms;
+		if (has_capacity)
+			node->capacity_bytes = capacity_bytes;
+		if (has_free)
+			node->free_bytes = free_bytes;
+	}
+	pthread_mutex_unlock(&catalog->lock);
+	return err;
+}
+
+int catalog_list_nodes(struct catalog *catalog, int64_t now_ms, struct arena *arena,
+		       Quorum__ListNodesResponse **out)
+{
+	Quorum__ListNodesResponse *response = arena_alloc(arena, sizeof(*response));
+	int err = 0;
+
+	if (!response)
+		return -ENOMEM;
+	quorum__list_nodes_response__init(response);
+	pthread_mutex_lock(&catalog->lock);
+	catalog_count_replicas(catalog);
+	response->nodes = arena_alloc(arena, (catalog->node_count ? catalog->node_count : 1) *
+				      sizeof(*response->nodes));
+	if (!response->nodes) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (size_t n = 0; n < catalog->node_count; n++) {
+		Quorum__NodeInfo *info = catalog_node_info(catalog, &catalog->nodes[n], now_ms,
+							   arena);
+		if (!info) {
+			err = -ENOMEM;
+			goto out;
+		}
+		response->nodes[response->n_nodes++] = info;
+	}
+	*out = response;
+out:
+	pthread_mutex_unlock(&catalog->lock);
+	return err;
+}
+
+int catalog_cluster_info(struct catalog *catalog, int64_t now_ms, uint64_t item_max_bytes,
+			 struct arena *arena, Quorum__ClusterInfoResponse **out)
+{
+	Quorum__ClusterInfoResponse *response = arena_alloc(arena, sizeof(*response));
+
+	if (!response)
+		return -ENOMEM;
+	quorum__cluster_info_response__init(response);
+	response->item_max_bytes = item_max_bytes;
+	pthread_mutex_lock(&catalog->lock);
+	for (size_t n = 0; n < catalog->node_count; n++) {
+		const struct catalog_node *node = &catalog->nodes[n];
+
+		if (!catalog_node_up(catalog, node, now_ms))
+			continue;
+		response->nodes_up++;
+		response->capacity_bytes += node->capacity_bytes;
+		response->free_bytes += node->free_bytes;
+	}
+	response->nodes_total = (uint32_t)catalog->node_count;
+	response->table_count = (uint32_t)catalog->table_count;
+	pthread_mutex_unlock(&catalog->lock);
+	*out = response;
+	return 0;
+}
+
+/* --------------------------------------------------------- open and close */
+
+static int catalog_load_table(struct catalog *catalog, const char *key, size_t key_bytes,
+			      const char *value, size_t value_bytes)
+{
+	Quorum__TableInfo *table = quorum__table_info__unpack(NULL, value_bytes,
+							      (const uint8_t *)value);
+	const char *name = key + CATALOG_PREFIX_BYTES;
+	size_t name_bytes = key_bytes - CATALOG_PREFIX_BYTES;
+
+	if (!table)
+		return -EBADMSG;
+	if (table->id == 0 || catalog_compare_names(table->name.data, table->name.len, name,
+						    name_bytes) != 0 ||
+	    key_validate_name(table->name.data, table->name.len) < 0) {
+		quorum__table_info__free_unpacked(table, NULL);
+		return -EBADMSG;
+	}
+	if (catalog_reserve(catalog) < 0) {
+		quorum__table_info__free_unpacked(table, NULL);
+		return -ENOMEM;
+	}
+	/* LevelDB returns keys in bytewise order, which is our name order. */
+	catalog->tables[catalog->table_count++] = table;
+	if (table->id >= catalog->next_table_id)
+		catalog->next_table_id = table->id + 1;
+	for (size_t p = 0; p < table->n_partitions; p++)
+		if (table->partitions[p]->id >= catalog->next_partition_id)
+			catalog->next_partition_id = table->partitions[p]->id + 1;
+	return 0;
+}
+
+static int catalog_load_node(struct catalog *catalog, const char *key, size_t key_bytes,
+			     const char *value, size_t value_bytes)
+{
+	Quorum__NodeRecord *record;
+	struct catalog_node node = { 0 };
+	int err = -EBADMSG;
+
+	if (key_bytes != CATALOG_NODE_KEY_BYTES)
+		return -EBADMSG;
+	record = quorum__node_record__unpack(NULL, value_bytes, (const uint8_t *)value);
+	if (!record)
+		return -EBADMSG;
+	if (record->id == 0 || record->id != key_get_u64((const uint8_t *)key +
+							  CATALOG_PREFIX_BYTES))
+		goto out;
+	err = -ENOMEM;
+	node.id = record->id;
+	node.address = strdup(record->address);
+	node.az = strdup(record->az);
+	if (!node.address || !node.az || catalog_reserve(catalog) < 0) {
+		free(node.address);
+		free(node.az);
+		goto out;
+	}
+	catalog->nodes[catalog->node_count++] = node;
+	if (node.id >= catalog->next_node_id)
+		catalog->next_node_id = node.id + 1;
+	err = 0;
+out:
+	quorum__node_record__free_unpacked(record, NULL);
+	return err;
+}
+
+/* The counters are read last-wins with the ids seen in records: whichever
+ * is higher, so an id is never handed out twice. */
+static int catalog_load_counters(const char *value, size_t value_bytes, uint64_t counters[3])
+{
+	Quorum__Counters *record = quorum__counters__unpack(NULL, value_bytes,
+							    (const uint8_t *)value);
+	if (!record)
+		return -EBADMSG;
+	counters[0] = record->next_table_id;
+	counters[1] = record->next_node_id;
+	counters[2] = record->next_partition_id;
+	quorum__counters__free_unpacked(record, NULL);
+	return 0;
+}
+
+static int catalog_load(struct catalog *catalog)
+{
+	leveldb_iterator_t *iterator = leveldb_create_iterator(catalog->db,
+							       catalog->read_options);
+	uint64_t counters[3] = { 1, 1, 1 };
+	char *error = NULL;
+	int err = 0;
+
+	if (!iterator)
+		return -ENOMEM;
+	for (leveldb_iter_seek_to_first(iterator); leveldb_iter_valid(iterator);
+	     leveldb_iter_next(iterator)) {
+		size_t key_bytes, value_bytes;
+		const char *key = leveldb_iter_key(iterator, &key_bytes);
+		const char *value = leveldb_iter_value(iterator, &value_bytes);
+		char printable[CATALOG_PRINTABLE_BYTES];
+
+		if (key_bytes == 1 && key[0] == CATALOG_COUNTERS_KEY[0])
+			err = catalog_load_counters(value, value_bytes, counters);
+		else if (key_bytes > CATALOG_PREFIX_BYTES &&
+			 memcmp(key, CATALOG_TABLE_PREFIX, CATALOG_PREFIX_BYTES) == 0)
+			err = catalog_load_table(catalog, key, key_bytes, value, value_bytes);
+		else if (key_bytes > CATALOG_PREFIX_BYTES &&
+			 memcmp(key, CATALOG_NODE_PREFIX, CATALOG_PREFIX_BYTES) == 0)
+			err = catalog_load_node(catalog, key, key_bytes, value, value_bytes);
+		else {
+			/* A record of a newer version: keep it, do not guess. */
+			catalog_printable(key, key_bytes, printable, sizeof(printable));
+			log_warn("catalog record \"%s\" of an unknown kind ignored", printable);
+			continue;
+		}
+		if (err < 0) {
+			catalog_printable(key, key_bytes, printable, sizeof(printable));
+			if (err == -EBADMSG)
+				log_error("catalog record \"%s\" (%zu bytes) does not decode: "
+					  "refusing to start rather than lose it", printable,
+					  value_bytes);
+			else
+				log_error("catalog record \"%s\": %s", printable, strerror(-err));
+			break;
+		}
+	}
+	if (err == 0) {
+		leveldb_iter_get_error(iterator, &error);
+		if (error) {
+			log_error("catalog read failed: %s", error);
+			leveldb_free(error);
+			err = -EIO;
+		}
+	}
+	leveldb_iter_destroy(iterator);
+	if (err < 0)
+		return err;
+	if (catalog->next_table_id < counters[0])
+		catalog->next_table_id = counters[0];
+	if (catalog->next_node_id < counters[1])
+		catalog->next_node_id = counters[1];
+	if (catalog->next_partition_id < counters[2])
+		catalog->next_partition_id = counters[2];
+	if (catalog->next_table_id > counters[0] || catalog->next_node_id > counters[1] ||
+	    catalog->next_partition_id > counters[2])
+		log_warn("catalog counters were behind the records; moved past them");
+	return 0;
+}
+
+int catalog_open(const char *data_dir, int64_t heartbeat_timeout_ms, struct catalog **out)
+{
+	struct catalog *catalog;
+	char *path = NULL, *error = NULL;
+	int err;
+
+	if (mkdir(data_dir, 0700) < 0 && errno != EEXIST) {
+		err = -errno;
+		log_error("cannot create %s: %s", data_dir, strerror(errno));
+		return err;
+	}
+	catalog = calloc(1, sizeof(*catalog));
+	if (!catalog)
+		return -ENOMEM;
+	pthread_mutex_init(&catalog->lock, NULL);
+	catalog->heartbeat_timeout_ms = heartbeat_timeout_ms;
+	catalog->next_table_id = 1;
+	catalog->next_node_id = 1;
+	catalog->next_partition_id = 1;
+	err = -ENOMEM;
+	path = malloc(strlen(data_dir) + sizeof("/catalog"));
+	if (!path)
+		goto fail;
+	sprintf(path, "%s/catalog", data_dir);
+	catalog->options = leveldb_options_create();
+	catalog->write_options = leveldb_writeoptions_create();
+	catalog->read_options = leveldb_readoptions_create();
+	if (!catalog->options || !catalog->write_options || !catalog->read_options)
+		goto fail;
+	leveldb_options_set_create_if_missing(catalog->options, 1);
+	leveldb_options_set_paranoid_checks(catalog->options, 1);
+	leveldb_writeoptions_set_sync(catalog->write_options, 1);
+	leveldb_readoptions_set_verify_checksums(catalog->read_options, 1);
+	catalog->db = leveldb_open(catalog->options, path, &error);
+	if (error) {
+		log_error("cannot open the catalog %s: %s", path, error);
+		leveldb_free(error);
+		catalog->db = NULL;
+		err = -EIO;
+		goto fail;
+	}
+	err = catalog_load(catalog);
+	if (err < 0)
+		goto fail;
+	log_info("catalog %s: %zu tables, %zu nodes", path, catalog->table_count,
+		 catalog->node_count);
+	free(path);
+	*out = catalog;
+	return 0;
+fail:
+	free(path);
+	catalog_close(catalog);
+	return err;
+}
+
+void catalog_close(struct catalog *catalog)
+{
+	if (!catalog)
+		return;
+	for (size_t t = 0; t < catalog->table_count; t++)
+		quorum__table_info__free_unpacked(catalog->tables[t], NULL);
+	free(catalog->tables);
+	for (size_t n = 0; n < catalog->node_count; n++) {
+		free(catalog->nodes[n].address);
+		free(catalog->nodes[n].az);
+	}
+	free(catalog->nodes);
+	if (catalog->db)
+		leveldb_close(catalog->db);
+	if (catalog->options)
+		leveldb_options_destroy(catalog->options);
+	if (catalog->write_options)
+		leveldb_writeoptions_destroy(catalog->write_options);
+	if (catalog->read_options)
+		leveldb_readoptions_destroy(catalog->read_options);
+	pthread_mutex_destroy(&catalog->lock);
+	free(catalog);
+}

@@ -1,0 +1,95 @@
+/* catalog.h: the metadata service's catalog: tables with their partitions,
+ * storage nodes, and the id counters. Held in memory, persisted in LevelDB
+ * (DIR/catalog) with every change written as one synced batch before the
+ * caller is answered. Records (quorum.proto):
+ *     "t/" + table name       -> TableInfo, with its partitions
+ *     "n/" + node id (8, BE)  -> NodeRecord
+ *     "c"                     -> Counters
+ * Table, node and partition ids come from the counters and are never
+ * reused, even across restarts.
+ *
+ * Node health is in memory only: a node is up while its last heartbeat (or
+ * registration) is at most heartbeat_timeout_ms old; nodes loaded at open
+ * are down until they speak. Times are passed in (now_ms monotonic, now_ns
+ * real time) so tests control them.
+ *
+ * Every function is thread-safe (one mutex). Results are built in the
+ * caller's arena and stay valid after the catalog changes. Functions that
+ * can fail for a reason a user should read take why (CATALOG_WHY_BYTES,
+ * may be NULL) and write a one-line explanation there. */
+#ifndef QUORUM_CATALOG_H
+#define QUORUM_CATALOG_H
+
+#include "cluster/arena.h"
+#include "quorum.pb-c.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CATALOG_WHY_BYTES 256
+#define CATALOG_PARTITIONS_MAX 256
+
+struct catalog;
+
+/* Opens (creating when missing) data_dir and the LevelDB in
+ * data_dir/catalog and loads every record. A record that does not decode
+ * is an error (-EBADMSG, logged with its key): refusing to start is better
+ * than serving a catalog with a table missing. */
+int catalog_open(const char *data_dir, int64_t heartbeat_timeout_ms, struct catalog **out);
+void catalog_close(struct catalog *catalog);
+
+/* ------------------------------------------------------------------ tables */
+
+/* Creates a table from request (name validated here; partition_count
+ * defaults to default_partition_count, 1..CATALOG_PARTITIONS_MAX) with its
+ * replicas placed on the nodes up at now_ms; mtime = ctime = now_ns, every
+ * partition at epoch 1. Errors: -EINVAL, -ENAMETOOLONG, -EEXIST, -EAGAIN
+ * (fewer than three AZs with an up node), -EIO, -ENOMEM. */
+int catalog_create_table(struct catalog *catalog, const Quorum__CreateTableRequest *request,
+			 uint32_t default_partition_count, int64_t now_ms, int64_t now_ns,
+			 struct arena *arena, Quorum__TableResponse **out, char *why);
+
+/* -ENOENT, -EIO. Whether the table is empty is the caller's business. */
+int catalog_delete_table(struct catalog *catalog, const void *name, size_t name_bytes,
+			 char *why);
+
+/* The table with its partitions and the nodes its replica sets name. */
+int catalog_describe_table(struct catalog *catalog, const void *name, size_t name_bytes,
+			   int64_t now_ms, struct arena *arena, Quorum__TableResponse **out,
+			   char *why);
+
+/* Sets the fields present in request (mode, uid, gid, mtime_ns) and
+ * ctime = now_ns. -ENOENT, -EIO, -ENOMEM. */
+int catalog_update_table(struct catalog *catalog, const Quorum__UpdateTableRequest *request,
+			 int64_t now_ms, int64_t now_ns, struct arena *arena,
+			 Quorum__TableResponse **out, char *why);
+
+/* Every table sorted bytewise by name, without partitions. */
+int catalog_list_tables(struct catalog *catalog, struct arena *arena,
+			Quorum__ListTablesResponse **out);
+
+/* ------------------------------------------------------------------- nodes */
+
+/* node_id 0: a new node gets a fresh id. A known id: its address and AZ are
+ * updated. An unknown non-zero id (a node whose registration was lost) is
+ * registered under that id, and the counter moves past it. The node is up
+ * from now_ms. *assigned_id is its id. -EINVAL (empty address or AZ),
+ * -EIO, -ENOMEM. */
+int catalog_register_node(struct catalog *catalog, uint64_t node_id, const char *address,
+			  const char *az, int64_t now_ms, uint64_t *assigned_id, char *why);
+
+/* Records a heartbeat. capacity_bytes/free_bytes are used when their has_
+ * flag is set. -ENOENT for an unknown node (it must register again). */
+int catalog_heartbeat_node(struct catalog *catalog, uint64_t node_id, const char *address,
+			   bool has_capacity, uint64_t capacity_bytes, bool has_free,
+			   uint64_t free_bytes, int64_t now_ms, char *why);
+
+/* Every node by id, with health, space and the replicas it holds. */
+int catalog_list_nodes(struct catalog *catalog, int64_t now_ms, struct arena *arena,
+		       Quorum__ListNodesResponse **out);
+
+/* Cluster totals (space of up nodes only); item_max_bytes is the caller's. */
+int catalog_cluster_info(struct catalog *catalog, int64_t now_ms, uint64_t item_max_bytes,
+			 struct arena *arena, Quorum__ClusterInfoResponse **out);
+
+#endif

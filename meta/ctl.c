@@ -1,0 +1,791 @@
+/* ctl.c: quorumctl, the operator's CLI. Finds the metadata service (from
+ * --meta, or DATADIR/cluster.json written by `quorumfs --local`), sends one
+ * or two requests, and prints the answer as aligned text or, with --json,
+ * as one pretty-printed JSON value for scripts.
+ *
+ * Exit status: 0 done, 1 the operation failed (one line on stderr), 2 the
+ * command line is wrong. */
+#include "config.h"
+
+#include "cluster/clock.h"
+#include "cluster/rpc.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#define CTL_DEFAULT_TIMEOUT_S 10
+#define CTL_TIMEOUT_MAX_S 3600
+#define CTL_DEFAULT_MODE 0755
+/* Escaped names: every byte may become \xNN. */
+#define CTL_NAME_TEXT_BYTES (4 * 255 + 1)
+
+enum ctl_exit {
+	CTL_EXIT_OK = 0,
+	CTL_EXIT_FAILED = 1,
+	CTL_EXIT_USAGE = 2,
+};
+
+struct ctl_options {
+	const char *data_dir;
+	const char *meta_url;
+	bool json;
+	bool force;
+	int timeout_s;
+	uint32_t partition_count;   /* 0: the service's default */
+};
+
+/* The state of one run: options, the connection, the command's words. */
+struct ctl {
+	struct ctl_options options;
+	char *meta_url;             /* malloc'd */
+	struct net_client *client;
+	int64_t deadline_ms;
+	char **words;
+	int word_count;
+};
+
+/* ------------------------------------------------------------------- usage */
+
+static void ctl_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: quorumctl [-d DATADIR | --meta URL] [OPTION]... COMMAND...\n"
+		"Operate a quorumfs cluster through its metadata service.\n"
+		"\n"
+		"Where the cluster is (one of them is required):\n"
+		"  -d, --data-dir DATADIR  the DATADIR of `quorumfs --local`; the service's\n"
+		"                          address is read from DATADIR/cluster.json\n"
+		"  -m, --meta URL          the metadata service's address, such as\n"
+		"                          tcp://127.0.0.1:7100\n"
+		"\n"
+		"Options:\n"
+		"  -j, --json              print one JSON value (pretty) instead of text\n"
+		"  -t, --timeout SECONDS   give up on the service after SECONDS, 1..%d\n"
+		"                          (default %d)\n"
+		"  -p, --partitions N      `table create`: partitions of the new table\n"
+		"                          (default: the service's, 4 unless configured)\n"
+		"  -f, --force             `table delete`: delete without checking for items\n"
+		"  -h, --help              print this help and exit\n"
+		"  -V, --version           print the version and exit\n"
+		"\n"
+		"Commands:\n"
+		"  status                  the cluster (nodes up, space, tables), then a row\n"
+		"                          per storage node: id, AZ, address, up or down,\n"
+		"                          heartbeat age, replicas held, free and capacity\n"
+		"  table list              every table: name, id, mode, owner\n"
+		"  table describe T        table T: id, mode, owner, times, and a row per\n"
+		"                          partition: id, hash range, epoch, replica set\n"
+		"                          (node, AZ, up or down; `data` marks the replica\n"
+		"                          that holds the data)\n"
+		"  table create T          create table T (mode %04o, owned by the caller)\n"
+		"  table delete T --force  delete table T and forget its items. quorumctl\n"
+		"                          does not check that T is empty: to delete only an\n"
+		"                          empty table, use rmdir on the mount instead\n"
+		"\n"
+		"Exit status: 0 success, 1 the operation failed (or no answer), 2 usage error.\n",
+		CTL_TIMEOUT_MAX_S, CTL_DEFAULT_TIMEOUT_S, CTL_DEFAULT_MODE);
+}
+
+static int ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int ctl_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "quorumctl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'quorumctl --help' for more information.\n");
+	return CTL_EXIT_USAGE;
+}
+
+static int ctl_fail(const char *what, const char *why)
+{
+	fprintf(stderr, "quorumctl: %s: %s\n", what, why);
+	return CTL_EXIT_FAILED;
+}
+
+/* ------------------------------------------------------------- formatting */
+
+/* A name (any bytes but '/' and NUL) made printable: control bytes and
+ * backslashes as \xNN, other bytes as they are. out holds
+ * CTL_NAME_TEXT_BYTES; names longer than 255 bytes are cut. */
+static const char *ctl_name_text(const uint8_t *name, size_t name_bytes, char *out,
+				 bool escape_high)
+{
+	size_t used = 0;
+
+	for (size_t i = 0; i < name_bytes && i < 255; i++) {
+		uint8_t c = name[i];
+
+		if (c < 0x20 || c == 0x7f || c == '\\' || (escape_high && c >= 0x80)) {
+			snprintf(out + used, 5, "\\x%02x", c);
+			used += 4;
+		} else {
+			out[used++] = (char)c;
+		}
+	}
+	out[used] = '\0';
+	return out;
+}
+
+/* A JSON string of a name: as is when it is UTF-8, escaped otherwise. */
+static json_t *ctl_json_name(const ProtobufCBinaryData *name)
+{
+	char text[CTL_NAME_TEXT_BYTES];
+	json_t *string = json_stringn((const char *)name->data, name->len);
+
+	if (string)
+		return string;
+	return json_string(ctl_name_text(name->data, name->len, text, true));
+}
+
+/* Integers above JSON's safe range would lose precision in most readers. */
+static json_t *ctl_json_u64(uint64_t value)
+{
+	return json_integer((json_int_t)(value > INT64_MAX ? INT64_MAX : value));
+}
+
+static void ctl_format_bytes(uint64_t bytes, char *out, size_t out_bytes)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	double value = (double)bytes;
+	size_t unit = 0;
+
+	while (value >= 1024 && unit + 1 < sizeof(units) / sizeof(units[0])) {
+		value /= 1024;
+		unit++;
+	}
+	if (unit == 0)
+		snprintf(out, out_bytes, "%" PRIu64 " B", bytes);
+	else
+		snprintf(out, out_bytes, "%.1f %s", value, units[unit]);
+}
+
+/* ISO 8601 in UTC with nanoseconds. */
+static void ctl_format_time(int64_t time_ns, char *out, size_t out_bytes)
+{
+	time_t seconds = (time_t)(time_ns / 1000000000);
+	long nanoseconds = (long)(time_ns % 1000000000);
+	struct tm tm;
+	char stamp[32];
+
+	if (nanoseconds < 0) {
+		nanoseconds += 1000000000;
+		seconds--;
+	}
+	if (!gmtime_r(&seconds, &tm) || !strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S",
+						  &tm)) {
+		snprintf(out, out_bytes, "%" PRId64 " ns", time_ns);
+		return;
+	}
+	snprintf(out, out_bytes, "%s.%09ldZ", stamp, nanoseconds);
+}
+
+static void ctl_format_age(const Quorum__NodeInfo *node, char *out, size_t out_bytes)
+{
+	if (!node->has_heartbeat_age_ms)
+		snprintf(out, out_bytes, "never");
+	else
+		snprintf(out, out_bytes, "%.1fs ago", (double)node->heartbeat_age_ms / 1000);
+}
+
+static int ctl_print_json(json_t *value)
+{
+	int err;
+
+	if (!value)
+		return ctl_fail("json", "out of memory");
+	err = json_dumpf(value, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(value);
+	if (err < 0 || fputc('\n', stdout) == EOF)
+		return ctl_fail("output", strerror(errno));
+	return CTL_EXIT_OK;
+}
+
+/* ------------------------------------------------------------- connection */
+
+/* Reads the metadata service's URL from DATADIR/cluster.json. */
+static int ctl_read_cluster_file(const char *data_dir, char **url)
+{
+	char path[4096];
+	json_error_t error;
+	json_t *root, *meta;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/cluster.json", data_dir) >= sizeof(path))
+		return ctl_fail(data_dir, "path too long");
+	root = json_load_file(path, 0, &error);
+	if (!root) {
+		fprintf(stderr, "quorumctl: cannot read %s: %s (is DATADIR the one given to "
+			"`quorumfs --local`?)\n", path, error.text);
+		return CTL_EXIT_FAILED;
+	}
+	meta = json_is_object(root) ? json_object_get(root, "meta") : NULL;
+	if (!json_is_string(meta) || json_string_length(meta) == 0) {
+		json_decref(root);
+		fprintf(stderr, "quorumctl: %s has no \"meta\" address\n", path);
+		return CTL_EXIT_FAILED;
+	}
+	*url = strdup(json_string_value(meta));
+	json_decref(root);
+	if (!*url)
+		return ctl_fail(path, "out of memory");
+	return CTL_EXIT_OK;
+}
+
+/* Sends request; on failure prints one line and returns the exit status. */
+static int ctl_call(struct ctl *ctl, const char *what, Quorum__Request *request,
+		    Quorum__Response **response)
+{
+	char why[RPC_WHY_BYTES] = "";
+	int err = rpc_call(ctl->client, request, ctl->deadline_ms, response, why);
+
+	if (err == -ETIMEDOUT) {
+		fprintf(stderr, "quorumctl: no answer from %s within %d s\n", ctl->meta_url,
+			ctl->options.timeout_s);
+		return CTL_EXIT_FAILED;
+	}
+	if (err < 0)
+		return ctl_fail(what, why[0] ? why : strerror(-err));
+	return CTL_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ status */
+
+static json_t *ctl_json_node(const Quorum__NodeInfo *node)
+{
+	json_t *object = json_object();
+
+	if (!object)
+		return NULL;
+	json_object_set_new(object, "id", ctl_json_u64(node->id));
+	json_object_set_new(object, "az", json_string(node->az));
+	json_object_set_new(object, "address", json_string(node->address));
+	json_object_set_new(object, "up", json_boolean(node->up));
+	json_object_set_new(object, "heartbeat_age_ms", node->has_heartbeat_age_ms ?
+			    ctl_json_u64(node->heartbeat_age_ms) : json_null());
+	json_object_set_new(object, "replicas", ctl_json_u64(node->replica_count));
+	json_object_set_new(object, "free_bytes", ctl_json_u64(node->free_bytes));
+	json_object_set_new(object, "capacity_bytes", ctl_json_u64(node->capacity_bytes));
+	return object;
+}
+
+static int ctl_status_json(const Quorum__ClusterInfoResponse *info,
+			   const Quorum__ListNodesResponse *nodes)
+{
+	json_t *root = json_object(), *cluster = json_object(), *list = json_array();
+
+	if (!root || !cluster || !list) {
+		json_decref(root);
+		json_decref(cluster);
+		json_decref(list);
+		return ctl_print_json(NULL);
+	}
+	json_object_set_new(cluster, "nodes_up", ctl_json_u64(info->nodes_up));
+	json_object_set_new(cluster, "nodes_total", ctl_json_u64(info->nodes_total));
+	json_object_set_new(cluster, "capacity_bytes", ctl_json_u64(info->capacity_bytes));
+	json_object_set_new(cluster, "free_bytes", ctl_json_u64(info->free_bytes));
+	json_object_set_new(cluster, "tables", ctl_json_u64(info->table_count));
+	json_object_set_new(cluster, "item_max_bytes", ctl_json_u64(info->item_max_bytes));
+	for (size_t i = 0; i < nodes->n_nodes; i++)
+		json_array_append_new(list, ctl_json_node(nodes->nodes[i]));
+	json_object_set_new(root, "cluster", cluster);
+	json_object_set_new(root, "nodes", list);
+	return ctl_print_json(root);
+}
+
+static void ctl_status_text(const Quorum__ClusterInfoResponse *info,
+			    const Quorum__ListNodesResponse *nodes)
+{
+	char capacity[32], free_text[32], item_max[32], age[32];
+	int address_width = (int)strlen("ADDRESS"), az_width = (int)strlen("AZ");
+
+	ctl_format_bytes(info->capacity_bytes, capacity, sizeof(capacity));
+	ctl_format_bytes(info->free_bytes, free_text, sizeof(free_text));
+	ctl_format_bytes(info->item_max_bytes, item_max, sizeof(item_max));
+	printf("cluster: %u/%u nodes up, %u table%s, %s free of %s, items up to %s\n",
+	       info->nodes_up, info->nodes_total, info->table_count,
+	       info->table_count == 1 ? "" : "s", free_text, capacity, item_max);
+	if (nodes->n_nodes == 0) {
+		printf("no storage node has registered\n");
+		return;
+	}
+	for (size_t i = 0; i < nodes->n_nodes; i++) {
+		int address_bytes = (int)strlen(nodes->nodes[i]->address);
+		int az_bytes = (int)strlen(nodes->nodes[i]->az);
+
+		if (address_bytes > address_width)
+			address_width = address_bytes;
+		if (az_bytes > az_width)
+			az_width = az_bytes;
+	}
+	printf("\n%-6s %-*s %-*s %-5s %-12s %8s  %s\n", "NODE", az_width, "AZ", address_width,
+	       "ADDRESS", "STATE", "HEARTBEAT", "REPLICAS", "FREE/CAPACITY");
+	for (size_t i = 0; i < nodes->n_nodes; i++) {
+		const Quorum__NodeInfo *node = nodes->nodes[i];
+
+		ctl_format_bytes(node->free_bytes, free_text, sizeof(free_text));
+		ctl_format_bytes(node->capacity_bytes, capacity, sizeof(capacity));
+		ctl_format_age(node, age, sizeof(age));
+		printf("%-6" PRIu64 " %-*s %-*s %-5s %-12s %8u  %s / %s\n", node->id, az_width,
+		       node->az, address_width, node->address, node->up ? "up" : "down", age,
+		       node->replica_count, free_text, capacity);
+	}
+}
+
+static int ctl_status(struct ctl *ctl)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__ClusterInfoRequest info_request = QUORUM__CLUSTER_INFO_REQUEST__INIT;
+	Quorum__ListNodesRequest nodes_request = QUORUM__LIST_NODES_REQUEST__INIT;
+	Quorum__Response *info = NULL, *nodes = NULL;
+	int status;
+
+	if (ctl->word_count != 1)
+		return ctl_usage_error("%s takes no arguments", "status");
+	request.op_case = QUORUM__REQUEST__OP_CLUSTER_INFO;
+	request.cluster_info = &info_request;
+	status = ctl_call(ctl, "status", &request, &info);
+	if (status != CTL_EXIT_OK)
+		return status;
+	request.op_case = QUORUM__REQUEST__OP_LIST_NODES;
+	request.list_nodes = &nodes_request;
+	status = ctl_call(ctl, "status", &request, &nodes);
+	if (status == CTL_EXIT_OK) {
+		if (ctl->options.json) {
+			status = ctl_status_json(info->cluster_info, nodes->list_nodes);
+		} else {
+			ctl_status_text(info->cluster_info, nodes->list_nodes);
+			if (fflush(stdout) == EOF)
+				status = ctl_fail("output", strerror(errno));
+		}
+		quorum__response__free_unpacked(nodes, NULL);
+	}
+	quorum__response__free_unpacked(info, NULL);
+	return status;
+}
+
+/* ------------------------------------------------------------------ tables */
+
+static json_t *ctl_json_table_head(const Quorum__TableInfo *table)
+{
+	json_t *object = json_object();
+
+	if (!object)
+		return NULL;
+	json_object_set_new(object, "name", ctl_json_name(&table->name));
+	json_object_set_new(object, "id", ctl_json_u64(table->id));
+	json_object_set_new(object, "mode", json_integer(table->mode));
+	json_object_set_new(object, "uid", json_integer(table->uid));
+	json_object_set_new(object, "gid", json_integer(table->gid));
+	json_object_set_new(object, "mtime_ns", json_integer(table->mtime_ns));
+	json_object_set_new(object, "ctime_ns", json_integer(table->ctime_ns));
+	json_object_set_new(object, "has_sort_key", json_boolean(table->has_sort_key));
+	return object;
+}
+
+static int ctl_table_list(struct ctl *ctl)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__ListTablesRequest list_request = QUORUM__LIST_TABLES_REQUEST__INIT;
+	Quorum__ListTablesResponse *list;
+	Quorum__Response *response;
+	char name[CTL_NAME_TEXT_BYTES];
+	int status;
+
+	if (ctl->word_count != 2)
+		return ctl_usage_error("%s takes no arguments", "table list");
+	request.op_case = QUORUM__REQUEST__OP_LIST_TABLES;
+	request.list_tables = &list_request;
+	status = ctl_call(ctl, "table list", &request, &response);
+	if (status != CTL_EXIT_OK)
+		return status;
+	list = response->list_tables;
+	if (ctl->options.json) {
+		json_t *array = json_array();
+
+		for (size_t i = 0; array && i < list->n_tables; i++)
+			json_array_append_new(array, ctl_json_table_head(list->tables[i]));
+		status = ctl_print_json(array);
+	} else if (list->n_tables == 0) {
+		printf("no tables\n");
+	} else {
+		int name_width = (int)strlen("NAME");
+
+		for (size_t i = 0; i < list->n_tables; i++) {
+			const Quorum__TableInfo *table = list->tables[i];
+			int width = (int)strlen(ctl_name_text(table->name.data, table->name.len,
+							      name, false));
+			if (width > name_width)
+				name_width = width;
+		}
+		printf("%-*s %8s %5s %6s %6s\n", name_width, "NAME", "ID", "MODE", "UID", "GID");
+		for (size_t i = 0; i < list->n_tables; i++) {
+			const Quorum__TableInfo *table = list->tables[i];
+
+			printf("%-*s %8" PRIu64 "  %04o %6u %6u\n", name_width,
+			       ctl_name_text(table->name.data, table->name.len, name, false),
+			       table->id, table->mode, table->uid, table->gid);
+		}
+	}
+	quorum__response__free_unpacked(response, NULL);
+	if (status == CTL_EXIT_OK && fflush(stdout) == EOF)
+		status = ctl_fail("output", strerror(errno));
+	return status;
+}
+
+static const Quorum__NodeInfo *ctl_find_node(const Quorum__TableResponse *table, uint64_t id)
+{
+	for (size_t i = 0; i < table->n_nodes; i++)
+		if (table->nodes[i]->id == id)
+			return table->nodes[i];
+	return NULL;
+}
+
+static void ctl_hex(uint64_t value, char out[17])
+{
+	snprintf(out, 17, "%016" PRIx64, value);
+}
+
+static int ctl_table_json(const Quorum__TableResponse *response)
+{
+	const Quorum__TableInfo *table = response->table;
+	json_t *root = ctl_json_table_head(table), *partitions = json_array();
+	json_t *nodes = json_array();
+	char hex[17];
+
+	if (!root || !partitions || !nodes) {
+		json_decref(root);
+		json_decref(partitions);
+		json_decref(nodes);
+		return ctl_print_json(NULL);
+	}
+	for (size_t p = 0; p < table->n_partitions; p++) {
+		const Quorum__PartitionInfo *partition = table->partitions[p];
+		json_t *object = json_object(), *replicas = json_array();
+
+		if (!object || !replicas) {
+			json_decref(object);
+			json_decref(replicas);
+			json_decref(root);
+			json_decref(partitions);
+			json_decref(nodes);
+			return ctl_print_json(NULL);
+		}
+		json_object_set_new(object, "id", ctl_json_u64(partition->id));
+		ctl_hex(partition->hash_first, hex);
+		json_object_set_new(object, "hash_first", json_string(hex));
+		ctl_hex(partition->hash_last, hex);
+		json_object_set_new(object, "hash_last", json_string(hex));
+		json_object_set_new(object, "epoch", ctl_json_u64(partition->epoch));
+		for (size_t r = 0; r < partition->n_replicas; r++) {
+			const Quorum__NodeInfo *node = ctl_find_node(response,
+								     partition->replicas[r]);
+			json_t *replica = json_object();
+
+			if (!replica)
+				continue;
+			json_object_set_new(replica, "node_id",
+					    ctl_json_u64(partition->replicas[r]));
+			json_object_set_new(replica, "az", node ? json_string(node->az) :
+					    json_null());
+			json_object_set_new(replica, "up", json_boolean(node && node->up));
+			json_object_set_new(replica, "holds_data", json_boolean(r == 0));
+			json_array_append_new(replicas, replica);
+		}
+		json_object_set_new(object, "replicas", replicas);
+		json_array_append_new(partitions, object);
+	}
+	for (size_t i = 0; i < response->n_nodes; i++)
+		json_array_append_new(nodes, ctl_json_node(response->nodes[i]));
+	json_object_set_new(root, "partitions", partitions);
+	json_object_set_new(root, "nodes", nodes);
+	return ctl_print_json(root);
+}
+
+static void ctl_table_text(const Quorum__TableResponse *response)
+{
+	const Quorum__TableInfo *table = response->table;
+	char name[CTL_NAME_TEXT_BYTES], mtime[64], ctime[64], first[17], last[17];
+
+	ctl_format_time(table->mtime_ns, mtime, sizeof(mtime));
+	ctl_format_time(table->ctime_ns, ctime, sizeof(ctime));
+	printf("table %s\n", ctl_name_text(table->name.data, table->name.len, name, false));
+	printf("  id %" PRIu64 ", mode %04o, uid %u, gid %u, sort key: %s\n", table->id,
+	       table->mode, table->uid, table->gid, table->has_sort_key ? "yes" : "no");
+	printf("  mtime %s\n  ctime %s\n", mtime, ctime);
+	printf("  %zu partition%s\n\n", table->n_partitions, table->n_partitions == 1 ? "" : "s");
+	printf("%-9s %-34s %5s  %s\n", "PARTITION", "HASH RANGE", "EPOCH",
+	       "REPLICAS (node/AZ/state; the first holds the data)");
+	for (size_t p = 0; p < table->n_partitions; p++) {
+		const Quorum__PartitionInfo *partition = table->partitions[p];
+
+		ctl_hex(partition->hash_first, first);
+		ctl_hex(partition->hash_last, last);
+		printf("%-9" PRIu64 " %s..%s %5" PRIu64 " ", partition->id, first, last,
+		       partition->epoch);
+		for (size_t r = 0; r < partition->n_replicas; r++) {
+			const Quorum__NodeInfo *node = ctl_find_node(response,
+								     partition->replicas[r]);
+
+			printf(" %" PRIu64 "/%s/%s%s", partition->replicas[r],
+			       node ? node->az : "?", node && node->up ? "up" : "down",
+			       r == 0 ? "(data)" : "");
+		}
+		printf("\n");
+	}
+}
+
+static int ctl_table_show(struct ctl *ctl, Quorum__Response *response)
+{
+	int status = CTL_EXIT_OK;
+
+	if (ctl->options.json) {
+		status = ctl_table_json(response->table);
+	} else {
+		ctl_table_text(response->table);
+		if (fflush(stdout) == EOF)
+			status = ctl_fail("output", strerror(errno));
+	}
+	quorum__response__free_unpacked(response, NULL);
+	return status;
+}
+
+static int ctl_table_describe(struct ctl *ctl, const char *name)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__TableRequest table_request = QUORUM__TABLE_REQUEST__INIT;
+	Quorum__Response *response;
+	char what[300];
+	int status;
+
+	snprintf(what, sizeof(what), "table describe %s", name);
+	table_request.name.data = (uint8_t *)name;
+	table_request.name.len = strlen(name);
+	request.op_case = QUORUM__REQUEST__OP_DESCRIBE_TABLE;
+	request.describe_table = &table_request;
+	status = ctl_call(ctl, what, &request, &response);
+	if (status != CTL_EXIT_OK)
+		return status;
+	return ctl_table_show(ctl, response);
+}
+
+static int ctl_table_create(struct ctl *ctl, const char *name)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__CreateTableRequest create = QUORUM__CREATE_TABLE_REQUEST__INIT;
+	Quorum__Response *response;
+	char what[300];
+	int status;
+
+	snprintf(what, sizeof(what), "table create %s", name);
+	create.name.data = (uint8_t *)name;
+	create.name.len = strlen(name);
+	create.mode = CTL_DEFAULT_MODE;
+	create.uid = (uint32_t)getuid();
+	create.gid = (uint32_t)getgid();
+	if (ctl->options.partition_count) {
+		create.has_partition_count = true;
+		create.partition_count = ctl->options.partition_count;
+	}
+	request.op_case = QUORUM__REQUEST__OP_CREATE_TABLE;
+	request.create_table = &create;
+	status = ctl_call(ctl, what, &request, &response);
+	if (status != CTL_EXIT_OK)
+		return status;
+	return ctl_table_show(ctl, response);
+}
+
+static int ctl_table_delete(struct ctl *ctl, const char *name)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__TableRequest table_request = QUORUM__TABLE_REQUEST__INIT;
+	Quorum__Response *response;
+	char what[300], text[CTL_NAME_TEXT_BYTES];
+	int status;
+
+	if (!ctl->options.force) {
+		fprintf(stderr, "quorumctl: table delete %s: quorumctl does not check that the "
+			"table is empty; remove it with rmdir on the mount, or add --force to "
+			"delete it with any items it holds\n", name);
+		return CTL_EXIT_USAGE;
+	}
+	snprintf(what, sizeof(what), "table delete %s", name);
+	table_request.name.data = (uint8_t *)name;
+	table_request.name.len = strlen(name);
+	request.op_case = QUORUM__REQUEST__OP_DELETE_TABLE;
+	request.delete_table = &table_request;
+	status = ctl_call(ctl, what, &request, &response);
+	if (status != CTL_EXIT_OK)
+		return status;
+	quorum__response__free_unpacked(response, NULL);
+	if (ctl->options.json) {
+		ProtobufCBinaryData deleted = { strlen(name), (uint8_t *)name };
+		json_t *object = json_object();
+
+		if (object)
+			json_object_set_new(object, "deleted", ctl_json_name(&deleted));
+		return ctl_print_json(object);
+	}
+	printf("table %s deleted\n",
+	       ctl_name_text((const uint8_t *)name, strlen(name), text, false));
+	if (fflush(stdout) == EOF)
+		return ctl_fail("output", strerror(errno));
+	return CTL_EXIT_OK;
+}
+
+static int ctl_table(struct ctl *ctl)
+{
+	const char *verb = ctl->word_count > 1 ? ctl->words[1] : NULL;
+
+	if (!verb)
+		return ctl_usage_error("%s needs a verb: list, describe, create or delete",
+				       "table");
+	if (strcmp(verb, "list") == 0)
+		return ctl_table_list(ctl);
+	if (strcmp(verb, "describe") != 0 && strcmp(verb, "create") != 0 &&
+	    strcmp(verb, "delete") != 0)
+		return ctl_usage_error("unknown table command '%s'", verb);
+	if (ctl->word_count != 3)
+		return ctl_usage_error("table %s takes one table name", verb);
+	if (strcmp(verb, "describe") == 0)
+		return ctl_table_describe(ctl, ctl->words[2]);
+	if (strcmp(verb, "create") == 0)
+		return ctl_table_create(ctl, ctl->words[2]);
+	return ctl_table_delete(ctl, ctl->words[2]);
+}
+
+/* -------------------------------------------------------------------- main */
+
+static bool ctl_parse_number(const char *text, unsigned long min, unsigned long max,
+			     unsigned long *out)
+{
+	unsigned long value;
+	char *end;
+
+	if (!text[0] || text[0] == '-' || text[0] == '+')
+		return false;
+	errno = 0;
+	value = strtoul(text, &end, 10);
+	if (errno || *end || value < min || value > max)
+		return false;
+	*out = value;
+	return true;
+}
+
+/* Returns -1 to go on, or an exit status (--help, --version, bad flags). */
+static int ctl_parse_flags(int argc, char **argv, struct ctl_options *options)
+{
+	static const struct option long_options[] = {
+		{ "data-dir", required_argument, NULL, 'd' },
+		{ "meta", required_argument, NULL, 'm' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "partitions", required_argument, NULL, 'p' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	unsigned long value;
+	int c;
+
+	options->timeout_s = CTL_DEFAULT_TIMEOUT_S;
+	while ((c = getopt_long(argc, argv, "d:m:jt:p:fhV", long_options, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			options->data_dir = optarg;
+			break;
+		case 'm':
+			options->meta_url = optarg;
+			break;
+		case 'j':
+			options->json = true;
+			break;
+		case 't':
+			if (!ctl_parse_number(optarg, 1, CTL_TIMEOUT_MAX_S, &value))
+				return ctl_usage_error("invalid --timeout '%s'", optarg);
+			options->timeout_s = (int)value;
+			break;
+		case 'p':
+			if (!ctl_parse_number(optarg, 1, 256, &value))
+				return ctl_usage_error("invalid --partitions '%s' (1..256)",
+						       optarg);
+			options->partition_count = (uint32_t)value;
+			break;
+		case 'f':
+			options->force = true;
+			break;
+		case 'h':
+			ctl_usage(stdout);
+			return CTL_EXIT_OK;
+		case 'V':
+			printf("quorumctl %s\n", PACKAGE_VERSION);
+			return CTL_EXIT_OK;
+		default:
+			fprintf(stderr, "Try 'quorumctl --help' for more information.\n");
+			return CTL_EXIT_USAGE;
+		}
+	}
+	if (options->data_dir && options->meta_url)
+		return ctl_usage_error("%s", "give -d DATADIR or --meta URL, not both");
+	if (!options->data_dir && !options->meta_url)
+		return ctl_usage_error("%s",
+				       "where is the cluster? give -d DATADIR or --meta URL");
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl ctl = { 0 };
+	const char *command;
+	int status, err;
+
+	status = ctl_parse_flags(argc, argv, &ctl.options);
+	if (status >= 0)
+		return status;
+	ctl.words = argv + optind;
+	ctl.word_count = argc - optind;
+	if (ctl.word_count == 0)
+		return ctl_usage_error("%s", "no command (status, table ...)");
+	command = ctl.words[0];
+	if (strcmp(command, "status") != 0 && strcmp(command, "table") != 0)
+		return ctl_usage_error("unknown command '%s'", command);
+
+	if (ctl.options.meta_url) {
+		ctl.meta_url = strdup(ctl.options.meta_url);
+		if (!ctl.meta_url)
+			return ctl_fail("start", "out of memory");
+	} else {
+		status = ctl_read_cluster_file(ctl.options.data_dir, &ctl.meta_url);
+		if (status != CTL_EXIT_OK)
+			return status;
+	}
+	err = net_client_new(ctl.meta_url, &ctl.client);
+	if (err < 0) {
+		free(ctl.meta_url);
+		return ctl_fail(ctl.options.meta_url ? ctl.options.meta_url : "connect",
+				strerror(-err));
+	}
+	ctl.deadline_ms = clock_monotonic_ms() + (int64_t)ctl.options.timeout_s * 1000;
+
+	if (strcmp(command, "status") == 0)
+		status = ctl_status(&ctl);
+	else
+		status = ctl_table(&ctl);
+
+	net_client_free(ctl.client);
+	free(ctl.meta_url);
+	return status;
+}

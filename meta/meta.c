@@ -1,0 +1,397 @@
+/* meta.c: quorum-meta, the metadata service. Parses flags, opens the
+ * catalog, serves the metadata operations of quorum.proto over rpc.h until
+ * SIGTERM or SIGINT, then closes the catalog and exits 0.
+ *
+ * Every handler answers from the catalog and builds its response in the
+ * request's arena. Item operations belong to the storage nodes: here they
+ * get -EOPNOTSUPP. */
+#include "config.h"
+
+#include "cluster/clock.h"
+#include "cluster/item.h"
+#include "cluster/log.h"
+#include "cluster/rpc.h"
+#include "meta/catalog.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define META_DEFAULT_WORKERS 4
+#define META_WORKERS_MAX 64
+#define META_DEFAULT_HEARTBEAT_TIMEOUT_MS 5000
+#define META_DEFAULT_PARTITIONS 4
+
+struct meta_options {
+	const char *listen_url;
+	const char *data_dir;
+	int worker_count;
+	int64_t heartbeat_timeout_ms;
+	uint64_t item_max_bytes;
+	uint32_t partition_count;
+};
+
+/* The process's one context, passed to every handler. */
+struct meta {
+	struct meta_options options;
+	struct catalog *catalog;
+};
+
+/* The one global: set by the signal handler, read by the main loop. */
+static volatile sig_atomic_t meta_stop_requested;
+
+static void meta_on_signal(int signal_number)
+{
+	(void)signal_number;
+	meta_stop_requested = 1;
+}
+
+/* ---------------------------------------------------------------- handlers */
+
+static void meta_fail(Quorum__Response *response, struct arena *arena, int err, const char *why)
+{
+	rpc_fail(response, arena, err, "%s", why[0] ? why : strerror(-err));
+}
+
+static void meta_handle_ping(Quorum__Response *response, struct arena *arena)
+{
+	Quorum__PingResponse *ping = arena_alloc(arena, sizeof(*ping));
+
+	if (!ping) {
+		rpc_fail(response, arena, -ENOMEM, "out of memory");
+		return;
+	}
+	quorum__ping_response__init(ping);
+	ping->role = "meta";
+	response->result_case = QUORUM__RESPONSE__RESULT_PING;
+	response->ping = ping;
+}
+
+static void meta_handle_register(struct meta *meta, const Quorum__RegisterNodeRequest *request,
+				 Quorum__Response *response, struct arena *arena)
+{
+	Quorum__RegisterNodeResponse *result = arena_alloc(arena, sizeof(*result));
+	char why[CATALOG_WHY_BYTES] = "";
+	uint64_t node_id = 0;
+	int err;
+
+	if (!result) {
+		rpc_fail(response, arena, -ENOMEM, "out of memory");
+		return;
+	}
+	err = catalog_register_node(meta->catalog, request->has_node_id ? request->node_id : 0,
+				    request->address, request->az, clock_monotonic_ms(),
+				    &node_id, why);
+	if (err < 0) {
+		meta_fail(response, arena, err, why);
+		return;
+	}
+	quorum__register_node_response__init(result);
+	result->node_id = node_id;
+	response->result_case = QUORUM__RESPONSE__RESULT_REGISTER_NODE;
+	response->register_node = result;
+}
+
+static void meta_handle_heartbeat(struct meta *meta, const Quorum__HeartbeatRequest *request,
+				  Quorum__Response *response, struct arena *arena)
+{
+	char why[CATALOG_WHY_BYTES] = "";
+	int err;
+
+	err = catalog_heartbeat_node(meta->catalog, request->node_id, request->address,
+				     request->has_capacity_bytes, request->capacity_bytes,
+				     request->has_free_bytes, request->free_bytes,
+				     clock_monotonic_ms(), why);
+	if (err < 0)
+		meta_fail(response, arena, err, why);
+}
+
+static void meta_answer_table(Quorum__Response *response, struct arena *arena, int err,
+			      Quorum__TableResponse *table, const char *why)
+{
+	if (err < 0) {
+		meta_fail(response, arena, err, why);
+		return;
+	}
+	response->result_case = QUORUM__RESPONSE__RESULT_TABLE;
+	response->table = table;
+}
+
+static void meta_handle(void *ctx, const Quorum__Request *request, Quorum__Response *response,
+			struct arena *arena)
+{
+	struct meta *meta = ctx;
+	Quorum__TableResponse *table = NULL;
+	char why[CATALOG_WHY_BYTES] = "";
+	int err;
+
+	switch (request->op_case) {
+	case QUORUM__REQUEST__OP_PING:
+		meta_handle_ping(response, arena);
+		break;
+	case QUORUM__REQUEST__OP_REGISTER_NODE:
+		meta_handle_register(meta, request->register_node, response, arena);
+		break;
+	case QUORUM__REQUEST__OP_HEARTBEAT:
+		meta_handle_heartbeat(meta, request->heartbeat, response, arena);
+		break;
+	case QUORUM__REQUEST__OP_CREATE_TABLE:
+		err = catalog_create_table(meta->catalog, request->create_table,
+					   meta->options.partition_count, clock_monotonic_ms(),
+					   clock_realtime_ns(), arena, &table, why);
+		meta_answer_table(response, arena, err, table, why);
+		break;
+	case QUORUM__REQUEST__OP_DELETE_TABLE:
+		err = catalog_delete_table(meta->catalog, request->delete_table->name.data,
+					   request->delete_table->name.len, why);
+		if (err < 0)
+			meta_fail(response, arena, err, why);
+		break;
+	case QUORUM__REQUEST__OP_DESCRIBE_TABLE:
+		err = catalog_describe_table(meta->catalog, request->describe_table->name.data,
+					     request->describe_table->name.len,
+					     clock_monotonic_ms(), arena, &table, why);
+		meta_answer_table(response, arena, err, table, why);
+		break;
+	case QUORUM__REQUEST__OP_UPDATE_TABLE:
+		err = catalog_update_table(meta->catalog, request->update_table,
+					   clock_monotonic_ms(), clock_realtime_ns(), arena,
+					   &table, why);
+		meta_answer_table(response, arena, err, table, why);
+		break;
+	case QUORUM__REQUEST__OP_LIST_TABLES:
+		err = catalog_list_tables(meta->catalog, arena, &response->list_tables);
+		if (err < 0)
+			rpc_fail(response, arena, err, "out of memory");
+		else
+			response->result_case = QUORUM__RESPONSE__RESULT_LIST_TABLES;
+		break;
+	case QUORUM__REQUEST__OP_LIST_NODES:
+		err = catalog_list_nodes(meta->catalog, clock_monotonic_ms(), arena,
+					 &response->list_nodes);
+		if (err < 0)
+			rpc_fail(response, arena, err, "out of memory");
+		else
+			response->result_case = QUORUM__RESPONSE__RESULT_LIST_NODES;
+		break;
+	case QUORUM__REQUEST__OP_CLUSTER_INFO:
+		err = catalog_cluster_info(meta->catalog, clock_monotonic_ms(),
+					   meta->options.item_max_bytes, arena,
+					   &response->cluster_info);
+		if (err < 0)
+			rpc_fail(response, arena, err, "out of memory");
+		else
+			response->result_case = QUORUM__RESPONSE__RESULT_CLUSTER_INFO;
+		break;
+	default:
+		rpc_fail(response, arena, -EOPNOTSUPP,
+			 "operation %d is not served by the metadata service",
+			 (int)request->op_case);
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------- flags */
+
+static void meta_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: quorum-meta --listen URL --data DIR [OPTION]...\n"
+		"The quorumfs metadata service: tables, partitions, storage nodes and\n"
+		"replica placement, persisted with fsync in DIR/catalog.\n"
+		"\n"
+		"  -l, --listen URL              address to serve on, a nanomsg URL such as\n"
+		"                                tcp://127.0.0.1:7100 (required)\n"
+		"  -D, --data DIR                directory of the catalog; created when\n"
+		"                                missing (required)\n"
+		"  -w, --workers N               request worker threads, 1..%d (default %d)\n"
+		"  -t, --heartbeat-timeout-ms N  a node without a heartbeat for N ms is down\n"
+		"                                (default %d)\n"
+		"  -m, --item-max-bytes N        largest item the cluster accepts, reported\n"
+		"                                to routers (default %u)\n"
+		"  -p, --partitions N            partitions of a new table when the request\n"
+		"                                names none, 1..%d (default %d)\n"
+		"  -h, --help                    print this help and exit\n"
+		"  -V, --version                 print the version and exit\n"
+		"\n"
+		"SIGTERM or SIGINT stops the service cleanly. Exit status: 0 after a\n"
+		"clean stop, 1 when the service cannot start, 2 for bad flags.\n",
+		META_WORKERS_MAX, META_DEFAULT_WORKERS, META_DEFAULT_HEARTBEAT_TIMEOUT_MS,
+		ITEM_DEFAULT_MAX_BYTES, CATALOG_PARTITIONS_MAX, META_DEFAULT_PARTITIONS);
+}
+
+/* Parses a decimal number in [min, max]; false when text is not one. */
+static bool meta_parse_number(const char *text, unsigned long long min, unsigned long long max,
+			      unsigned long long *out)
+{
+	unsigned long long value;
+	char *end;
+
+	if (!text[0] || text[0] == '-' || text[0] == '+')
+		return false;
+	errno = 0;
+	value = strtoull(text, &end, 10);
+	if (errno || *end || value < min || value > max)
+		return false;
+	*out = value;
+	return true;
+}
+
+/* Returns 0 to run, 1 when --help or --version was answered, -1 on a
+ * usage error (message printed). */
+static int meta_parse_flags(int argc, char **argv, struct meta_options *options)
+{
+	static const struct option long_options[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "data", required_argument, NULL, 'D' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "heartbeat-timeout-ms", required_argument, NULL, 't' },
+		{ "item-max-bytes", required_argument, NULL, 'm' },
+		{ "partitions", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	unsigned long long value;
+	int c;
+
+	options->worker_count = META_DEFAULT_WORKERS;
+	options->heartbeat_timeout_ms = META_DEFAULT_HEARTBEAT_TIMEOUT_MS;
+	options->item_max_bytes = ITEM_DEFAULT_MAX_BYTES;
+	options->partition_count = META_DEFAULT_PARTITIONS;
+	while ((c = getopt_long(argc, argv, "l:D:w:t:m:p:hV", long_options, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			options->listen_url = optarg;
+			break;
+		case 'D':
+			options->data_dir = optarg;
+			break;
+		case 'w':
+			if (!meta_parse_number(optarg, 1, META_WORKERS_MAX, &value))
+				goto bad_number;
+			options->worker_count = (int)value;
+			break;
+		case 't':
+			if (!meta_parse_number(optarg, 1, INT32_MAX, &value))
+				goto bad_number;
+			options->heartbeat_timeout_ms = (int64_t)value;
+			break;
+		case 'm':
+			/* A message must hold an item with its key and metadata. */
+			if (!meta_parse_number(optarg, 1, NET_MESSAGE_MAX_BYTES / 2, &value))
+				goto bad_number;
+			options->item_max_bytes = value;
+			break;
+		case 'p':
+			if (!meta_parse_number(optarg, 1, CATALOG_PARTITIONS_MAX, &value))
+				goto bad_number;
+			options->partition_count = (uint32_t)value;
+			break;
+		case 'h':
+			meta_usage(stdout);
+			return 1;
+		case 'V':
+			printf("quorum-meta %s\n", PACKAGE_VERSION);
+			return 1;
+		default:
+			fprintf(stderr, "Try 'quorum-meta --help' for more information.\n");
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "quorum-meta: unexpected argument '%s'\n", argv[optind]);
+		return -1;
+	}
+	if (!options->listen_url || !options->data_dir) {
+		fprintf(stderr, "quorum-meta: --listen and --data are required\n"
+			"Try 'quorum-meta --help' for more information.\n");
+		return -1;
+	}
+	return 0;
+bad_number:
+	fprintf(stderr, "quorum-meta: invalid value '%s' for --%s (see --help for the range)\n",
+		optarg, c == 'w' ? "workers" : c == 't' ? "heartbeat-timeout-ms" :
+		c == 'm' ? "item-max-bytes" : "partitions");
+	return -1;
+}
+
+/* -------------------------------------------------------------------- main */
+
+/* Installs the stop handler and blocks the stop signals in this thread, so
+ * every thread started later (workers, LevelDB's) inherits the block and
+ * the signal is taken only in main's sigsuspend: no wake-up is lost. */
+static int meta_install_signals(sigset_t *wait_mask)
+{
+	struct sigaction action;
+	sigset_t stop_signals;
+
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &stop_signals, wait_mask) < 0)
+		return -errno;
+	sigdelset(wait_mask, SIGTERM);
+	sigdelset(wait_mask, SIGINT);
+	memset(&action, 0, sizeof(action));
+	action.sa_handler = meta_on_signal;
+	sigemptyset(&action.sa_mask);
+	if (sigaction(SIGTERM, &action, NULL) < 0 || sigaction(SIGINT, &action, NULL) < 0)
+		return -errno;
+	/* A peer closing its socket must not kill us. */
+	action.sa_handler = SIG_IGN;
+	if (sigaction(SIGPIPE, &action, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct meta meta = { 0 };
+	struct rpc_server *server = NULL;
+	sigset_t wait_mask;
+	int err;
+
+	log_set_program("quorum-meta");
+	err = meta_parse_flags(argc, argv, &meta.options);
+	if (err != 0)
+		return err > 0 ? 0 : 2;
+	err = meta_install_signals(&wait_mask);
+	if (err < 0) {
+		log_error("cannot install signal handlers: %s", strerror(-err));
+		return 1;
+	}
+	err = catalog_open(meta.options.data_dir, meta.options.heartbeat_timeout_ms,
+			   &meta.catalog);
+	if (err < 0) {
+		log_error("cannot open the catalog in %s: %s", meta.options.data_dir,
+			  strerror(-err));
+		return 1;
+	}
+	err = rpc_server_start(meta.options.listen_url, meta.options.worker_count, meta_handle,
+			       &meta, &server);
+	if (err < 0) {
+		log_error("cannot listen on %s: %s", meta.options.listen_url, strerror(-err));
+		catalog_close(meta.catalog);
+		return 1;
+	}
+	log_info("serving on %s with %d workers (data %s, version %s)",
+		 meta.options.listen_url, meta.options.worker_count, meta.options.data_dir,
+		 PACKAGE_VERSION);
+
+	/* Workers do the work; this thread only waits for a stop signal. */
+	while (!meta_stop_requested)
+		sigsuspend(&wait_mask);
+
+	log_info("stopping");
+	rpc_server_stop(server);
+	catalog_close(meta.catalog);
+	log_info("stopped");
+	return 0;
+}
