@@ -1,0 +1,880 @@
+/* node.c: quorumd, the storage node.
+ *
+ * The process serves item requests (get, put, delete, update, scan) from
+ * its store (store.h) on --listen, and keeps itself known to the metadata
+ * service: one thread registers the node (retrying with backoff while meta
+ * is away), then heartbeats with the disk's capacity and learns the
+ * cluster's item size limit. The node never stops serving because meta is
+ * down; an outage is logged when it starts and when it ends.
+ *
+ * The node id meta hands out is kept in DATADIR/node_id, so a restarted
+ * node comes back as itself. The main thread only waits for SIGTERM or
+ * SIGINT (blocked in every thread, taken with sigwait) and then stops the
+ * server, the meta thread and the store, in that order. */
+#include "config.h"
+
+#include "cluster/clock.h"
+#include "cluster/item.h"
+#include "cluster/keys.h"
+#include "cluster/log.h"
+#include "cluster/net.h"
+#include "cluster/rpc.h"
+#include "cluster/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#define NODE_WORKERS_DEFAULT 8
+#define NODE_WORKERS_MAX 256
+#define NODE_HEARTBEAT_MS_DEFAULT 1000
+#define NODE_HEARTBEAT_MS_MIN 10
+#define NODE_HEARTBEAT_MS_MAX (3600 * 1000)
+/* Deadline of one call to meta. */
+#define NODE_META_CALL_MS 2000
+/* Registration retries wait this long, doubling up to the maximum. */
+#define NODE_BACKOFF_MIN_MS 100
+#define NODE_BACKOFF_MAX_MS 5000
+/* An item limit from meta beyond this could not travel in one message. */
+#define NODE_ITEM_MAX_BYTES_CEILING (NET_MESSAGE_MAX_BYTES / 2)
+/* Room for a key quoted in a reply: each byte at most one character. */
+#define NODE_KEY_TEXT_BYTES (2 * KEY_NAME_MAX_BYTES + 8)
+
+struct node_options {
+	const char *listen_url;
+	const char *meta_url;
+	const char *az;
+	const char *data_dir;
+	int worker_count;
+	int64_t heartbeat_ms;
+};
+
+struct node {
+	struct node_options options;
+	struct store *store;
+	struct rpc_server *server;
+	struct net_client *meta;
+	/* The meta thread owns these once it runs. */
+	uint64_t node_id;
+	int meta_error;             /* last failure talking to meta, 0 when fine */
+	/* stopping is set under lock and wakes the meta thread's waits. */
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stopping;
+};
+
+/* ---------------------------------------------------------------- options */
+
+static void node_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: quorumd --listen URL --meta URL --az NAME --data DIR [OPTION]...\n"
+		"The quorumfs storage node: holds items of table partitions in LevelDB and\n"
+		"serves them to routers; registers with the metadata service and\n"
+		"heartbeats to it.\n"
+		"\n"
+		"  -l, --listen URL        address to serve on (nanomsg URL, e.g.\n"
+		"                          tcp://127.0.0.1:7101); also the address\n"
+		"                          announced to meta\n"
+		"  -m, --meta URL          address of quorum-meta (e.g. tcp://127.0.0.1:7100)\n"
+		"  -a, --az NAME           availability zone label of this node (e.g. a)\n"
+		"  -d, --data DIR          data directory, created if missing: items in\n"
+		"                          DIR/items (LevelDB), the node id in DIR/node_id\n"
+		"  -w, --workers N         request worker threads (default %d, 1 to %d)\n"
+		"  -b, --heartbeat-ms N    interval of heartbeats to meta in milliseconds\n"
+		"                          (default %d, %d to %d)\n"
+		"  -h, --help              show this help and exit\n"
+		"  -V, --version           show the version and exit\n"
+		"\n"
+		"SIGTERM or SIGINT stops the node cleanly. Exit status: 0 after a clean\n"
+		"stop, 1 when start-up fails, 2 for bad arguments.\n",
+		NODE_WORKERS_DEFAULT, NODE_WORKERS_MAX, NODE_HEARTBEAT_MS_DEFAULT,
+		NODE_HEARTBEAT_MS_MIN, NODE_HEARTBEAT_MS_MAX);
+}
+
+/* Parses a decimal integer in [min, max]; -EINVAL otherwise. */
+static int node_parse_int(const char *text, long min, long max, long *value)
+{
+	char *end;
+	long parsed;
+
+	errno = 0;
+	parsed = strtol(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || parsed < min || parsed > max)
+		return -EINVAL;
+	*value = parsed;
+	return 0;
+}
+
+static bool node_url_looks_valid(const char *url)
+{
+	const char *separator = strstr(url, "://");
+	return separator && separator != url && separator[3] != '\0';
+}
+
+/* Returns 0 to run, 1 when the process should exit 0 (help, version), or
+ * -EINVAL after printing what is wrong. */
+static int node_parse_options(int argc, char **argv, struct node_options *options)
+{
+	static const struct option long_options[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "meta", required_argument, NULL, 'm' },
+		{ "az", required_argument, NULL, 'a' },
+		{ "data", required_argument, NULL, 'd' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "heartbeat-ms", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	long value;
+	int c;
+
+	options->worker_count = NODE_WORKERS_DEFAULT;
+	options->heartbeat_ms = NODE_HEARTBEAT_MS_DEFAULT;
+	while ((c = getopt_long(argc, argv, "l:m:a:d:w:b:hV", long_options, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			options->listen_url = optarg;
+			break;
+		case 'm':
+			options->meta_url = optarg;
+			break;
+		case 'a':
+			options->az = optarg;
+			break;
+		case 'd':
+			options->data_dir = optarg;
+			break;
+		case 'w':
+			if (node_parse_int(optarg, 1, NODE_WORKERS_MAX, &value) < 0) {
+				fprintf(stderr, "quorumd: --workers wants 1 to %d, not '%s'\n",
+					NODE_WORKERS_MAX, optarg);
+				return -EINVAL;
+			}
+			options->worker_count = (int)value;
+			break;
+		case 'b':
+			if (node_parse_int(optarg, NODE_HEARTBEAT_MS_MIN, NODE_HEARTBEAT_MS_MAX,
+					   &value) < 0) {
+				fprintf(stderr, "quorumd: --heartbeat-ms wants %d to %d, not '%s'\n",
+					NODE_HEARTBEAT_MS_MIN, NODE_HEARTBEAT_MS_MAX, optarg);
+				return -EINVAL;
+			}
+			options->heartbeat_ms = value;
+			break;
+		case 'h':
+			node_usage(stdout);
+			return 1;
+		case 'V':
+			printf("quorumd (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+			return 1;
+		default:
+			fprintf(stderr, "Try 'quorumd --help' for more information.\n");
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "quorumd: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (!options->listen_url || !options->meta_url || !options->az || !options->data_dir) {
+		fprintf(stderr, "quorumd: --listen, --meta, --az and --data are required\n"
+				"Try 'quorumd --help' for more information.\n");
+		return -EINVAL;
+	}
+	if (!node_url_looks_valid(options->listen_url) || !node_url_looks_valid(options->meta_url)) {
+		fprintf(stderr, "quorumd: addresses are nanomsg URLs such as tcp://127.0.0.1:7100\n");
+		return -EINVAL;
+	}
+	if (options->az[0] == '\0' || strlen(options->az) > 64) {
+		fprintf(stderr, "quorumd: --az wants a name of 1 to 64 characters\n");
+		return -EINVAL;
+	}
+	if (options->data_dir[0] == '\0') {
+		fprintf(stderr, "quorumd: --data wants a directory\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ data dir */
+
+/* mkdir -p: creates path and its missing parents. */
+static int node_make_dirs(const char *path)
+{
+	char buffer[PATH_MAX];
+	size_t length = strlen(path);
+	struct stat st;
+
+	if (length >= sizeof(buffer))
+		return -ENAMETOOLONG;
+	memcpy(buffer, path, length + 1);
+	for (size_t i = 1; i <= length; i++) {
+		if (buffer[i] != '/' && buffer[i] != '\0')
+			continue;
+		buffer[i] = '\0';
+		if (mkdir(buffer, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		if (i < length)
+			buffer[i] = '/';
+	}
+	if (stat(path, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static int node_path(char *out, size_t out_bytes, const char *dir, const char *name)
+{
+	int n = snprintf(out, out_bytes, "%s/%s", dir, name);
+	return n < 0 || (size_t)n >= out_bytes ? -ENAMETOOLONG : 0;
+}
+
+/* The persisted node id, 0 when the node never registered. -EINVAL when
+ * the file holds something else than a number. */
+static int node_load_id(const char *data_dir, uint64_t *id)
+{
+	char path[PATH_MAX], text[32], *end;
+	unsigned long long parsed;
+	ssize_t n;
+	int fd, err;
+
+	*id = 0;
+	err = node_path(path, sizeof(path), data_dir, "node_id");
+	if (err < 0)
+		return err;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	n = read(fd, text, sizeof(text) - 1);
+	err = n < 0 ? -errno : 0;
+	close(fd);
+	if (err < 0)
+		return err;
+	text[n] = '\0';
+	errno = 0;
+	parsed = strtoull(text, &end, 10);
+	if (errno != 0 || end == text || (*end != '\0' && strcmp(end, "\n") != 0) || parsed == 0)
+		return -EINVAL;
+	*id = parsed;
+	return 0;
+}
+
+/* Writes the node id durably: a temporary file, fsync, rename over the
+ * old one, fsync of the directory so the rename itself survives a crash. */
+static int node_save_id(const char *data_dir, uint64_t id)
+{
+	char path[PATH_MAX], temp_path[PATH_MAX], text[32];
+	int fd, err = 0, length;
+
+	if (node_path(path, sizeof(path), data_dir, "node_id") < 0 ||
+	    node_path(temp_path, sizeof(temp_path), data_dir, "node_id.tmp") < 0)
+		return -ENAMETOOLONG;
+	length = snprintf(text, sizeof(text), "%" PRIu64 "\n", id);
+	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, (size_t)length) != length)
+		err = errno ? -errno : -EIO;
+	else if (fsync(fd) < 0)
+		err = -errno;
+	if (close(fd) < 0 && err == 0)
+		err = -errno;
+	if (err == 0 && rename(temp_path, path) < 0)
+		err = -errno;
+	if (err < 0) {
+		unlink(temp_path);
+		return err;
+	}
+	fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/* ---------------------------------------------------------- meta thread */
+
+static bool node_stopping(struct node *node)
+{
+	bool stopping;
+
+	pthread_mutex_lock(&node->lock);
+	stopping = node->stopping;
+	pthread_mutex_unlock(&node->lock);
+	return stopping;
+}
+
+/* Sleeps duration_ms, or less when the node is told to stop. */
+static void node_wait(struct node *node, int64_t duration_ms)
+{
+	int64_t deadline_ms = clock_monotonic_ms() + duration_ms;
+	struct timespec until;
+
+	pthread_mutex_lock(&node->lock);
+	while (!node->stopping && clock_remaining_ms(deadline_ms) > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		int64_t left_ms = clock_remaining_ms(deadline_ms);
+		until.tv_sec += left_ms / 1000;
+		until.tv_nsec += (left_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&node->wake, &node->lock, &until);
+	}
+	pthread_mutex_unlock(&node->lock);
+}
+
+/* Logs a failed call to meta once per outage (or when the reason
+ * changes), not on every retry. */
+static void node_meta_failed(struct node *node, const char *what, int err, const char *why)
+{
+	if (err != node->meta_error)
+		log_warn("meta %s: %s failed: %s; retrying in the background",
+			 node->options.meta_url, what, why);
+	node->meta_error = err;
+}
+
+static void node_meta_answered(struct node *node)
+{
+	if (node->meta_error != 0)
+		log_info("meta %s answers again", node->options.meta_url);
+	node->meta_error = 0;
+}
+
+/* Calls meta with the per-call deadline. answer_err is an error status
+ * the caller handles itself: meta answered, so it is no outage. */
+static int node_call_meta(struct node *node, Quorum__Request *request, const char *what,
+			  int answer_err, Quorum__Response **response)
+{
+	char why[RPC_WHY_BYTES];
+	int err;
+
+	err = rpc_call(node->meta, request, clock_monotonic_ms() + NODE_META_CALL_MS, response,
+		       why);
+	if (err < 0 && err == answer_err) {
+		node_meta_answered(node);
+		return err;
+	}
+	if (err < 0) {
+		node_meta_failed(node, what, err, why);
+		return err;
+	}
+	node_meta_answered(node);
+	return 0;
+}
+
+static int node_register(struct node *node)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__RegisterNodeRequest registration = QUORUM__REGISTER_NODE_REQUEST__INIT;
+	Quorum__Response *response;
+	uint64_t id;
+	int err;
+
+	registration.has_node_id = node->node_id != 0;
+	registration.node_id = node->node_id;
+	registration.address = (char *)node->options.listen_url;
+	registration.az = (char *)node->options.az;
+	request.op_case = QUORUM__REQUEST__OP_REGISTER_NODE;
+	request.register_node = &registration;
+	err = node_call_meta(node, &request, "registration", 0, &response);
+	if (err < 0)
+		return err;
+	id = response->register_node->node_id;
+	quorum__response__free_unpacked(response, NULL);
+	if (id == 0) {
+		node_meta_failed(node, "registration", -EPROTO, "meta answered node id 0");
+		return -EPROTO;
+	}
+	if (id != node->node_id) {
+		if (node->node_id != 0)
+			log_warn("meta knows this node as %" PRIu64 " now (was %" PRIu64 ")", id,
+				 node->node_id);
+		err = node_save_id(node->options.data_dir, id);
+		if (err < 0)
+			/* Keep serving: only a restart would need the file. */
+			log_error("cannot save the node id in %s/node_id: %s",
+				  node->options.data_dir, strerror(-err));
+		node->node_id = id;
+	}
+	log_info("registered with meta %s as node %" PRIu64 " (az %s)", node->options.meta_url,
+		 id, node->options.az);
+	return 0;
+}
+
+static int node_heartbeat(struct node *node)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__HeartbeatRequest heartbeat = QUORUM__HEARTBEAT_REQUEST__INIT;
+	Quorum__Response *response;
+	struct statvfs fs;
+	int err;
+
+	heartbeat.node_id = node->node_id;
+	heartbeat.address = (char *)node->options.listen_url;
+	if (statvfs(node->options.data_dir, &fs) == 0) {
+		heartbeat.has_capacity_bytes = true;
+		heartbeat.capacity_bytes = (uint64_t)fs.f_blocks * fs.f_frsize;
+		heartbeat.has_free_bytes = true;
+		heartbeat.free_bytes = (uint64_t)fs.f_bavail * fs.f_frsize;
+	}
+	request.op_case = QUORUM__REQUEST__OP_HEARTBEAT;
+	request.heartbeat = &heartbeat;
+	err = node_call_meta(node, &request, "heartbeat", -ENOENT, &response);
+	if (err < 0)
+		return err;
+	quorum__response__free_unpacked(response, NULL);
+	return 0;
+}
+
+/* Learns the cluster settings the store enforces (the item limit). */
+static void node_refresh_settings(struct node *node)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__ClusterInfoRequest info = QUORUM__CLUSTER_INFO_REQUEST__INIT;
+	Quorum__Response *response;
+	uint64_t item_max_bytes;
+
+	request.op_case = QUORUM__REQUEST__OP_CLUSTER_INFO;
+	request.cluster_info = &info;
+	if (node_call_meta(node, &request, "cluster info", 0, &response) < 0)
+		return;
+	item_max_bytes = response->cluster_info->item_max_bytes;
+	quorum__response__free_unpacked(response, NULL);
+	if (item_max_bytes == 0 || item_max_bytes > NODE_ITEM_MAX_BYTES_CEILING) {
+		node_meta_failed(node, "cluster info", -EPROTO,
+				 "item limit out of range; keeping the current one");
+		return;
+	}
+	if (item_max_bytes != store_item_max_bytes(node->store)) {
+		log_info("item size limit: %" PRIu64 " bytes", item_max_bytes);
+		store_set_item_max_bytes(node->store, item_max_bytes);
+	}
+}
+
+static void *node_meta_main(void *arg)
+{
+	struct node *node = arg;
+	int64_t backoff_ms = NODE_BACKOFF_MIN_MS;
+	bool registered = false;
+	int err;
+
+	while (!node_stopping(node)) {
+		if (!registered) {
+			if (node_register(node) < 0) {
+				node_wait(node, backoff_ms);
+				backoff_ms = backoff_ms * 2 > NODE_BACKOFF_MAX_MS ? NODE_BACKOFF_MAX_MS
+										  : backoff_ms * 2;
+				continue;
+			}
+			registered = true;
+			backoff_ms = NODE_BACKOFF_MIN_MS;
+		}
+		err = node_heartbeat(node);
+		if (err == -ENOENT) {
+			/* Meta forgot this node (its state was reset): register
+			 * again, right away. */
+			log_warn("meta does not know node %" PRIu64 "; registering again",
+				 node->node_id);
+			registered = false;
+			continue;
+		}
+		if (err == 0)
+			node_refresh_settings(node);
+		node_wait(node, node->options.heartbeat_ms);
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------- requests */
+
+/* A key for a reply message: printable ASCII as is, other bytes as '?'
+ * (the message is a protobuf string and should stay text). */
+static const char *node_key_text(const ProtobufCBinaryData *name, char *out, size_t out_bytes)
+{
+	size_t n = name->len < out_bytes - 1 ? name->len : out_bytes - 1;
+
+	for (size_t i = 0; i < n; i++)
+		out[i] = name->data[i] >= 0x20 && name->data[i] < 0x7f ? (char)name->data[i] : '?';
+	out[n] = '\0';
+	return out;
+}
+
+/* Checks an item key from a peer; on error the reply says why. */
+static int node_check_key(const Quorum__ItemKey *key, Quorum__Response *response,
+			  struct arena *arena)
+{
+	int err;
+
+	if (!key) {
+		rpc_fail(response, arena, -EINVAL, "the request names no item");
+		return -EINVAL;
+	}
+	if (key->table_id == 0) {
+		rpc_fail(response, arena, -EINVAL, "table id 0 names no table");
+		return -EINVAL;
+	}
+	err = key_validate_name(key->partition_key.data, key->partition_key.len);
+	if (err < 0) {
+		rpc_fail(response, arena, err, "partition key of %zu bytes is not a valid key: %s",
+			 key->partition_key.len, strerror(-err));
+		return err;
+	}
+	if (key->has_sort_key) {
+		err = key_validate_name(key->sort_key.data, key->sort_key.len);
+		if (err < 0) {
+			rpc_fail(response, arena, err, "sort key of %zu bytes is not a valid key: %s",
+				 key->sort_key.len, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+/* Explains a store error in the reply, naming the operation and item. */
+static void node_fail_item(struct node *node, Quorum__Response *response, struct arena *arena,
+			   const char *operation, const Quorum__ItemKey *key, int err)
+{
+	char text[NODE_KEY_TEXT_BYTES], sort_text[NODE_KEY_TEXT_BYTES];
+	char detail[128];
+
+	switch (err) {
+	case -ENOENT:
+		snprintf(detail, sizeof(detail), "no such item");
+		break;
+	case -EFBIG:
+		snprintf(detail, sizeof(detail), "larger than the item limit of %" PRIu64 " bytes",
+			 store_item_max_bytes(node->store));
+		break;
+	case -ESTALE:
+		snprintf(detail, sizeof(detail), "the item has another version than expected");
+		break;
+	case -EIO:
+		snprintf(detail, sizeof(detail),
+			 "the stored item is damaged or the disk failed (see the node's log)");
+		break;
+	default:
+		snprintf(detail, sizeof(detail), "%s", strerror(-err));
+		break;
+	}
+	node_key_text(&key->partition_key, text, sizeof(text));
+	if (key->has_sort_key)
+		rpc_fail(response, arena, err, "%s of table %" PRIu64 " key '%s' sort key '%s': %s",
+			 operation, key->table_id, text,
+			 node_key_text(&key->sort_key, sort_text, sizeof(sort_text)), detail);
+	else
+		rpc_fail(response, arena, err, "%s of table %" PRIu64 " key '%s': %s", operation,
+			 key->table_id, text, detail);
+}
+
+static void node_ping(Quorum__Response *response, struct arena *arena)
+{
+	Quorum__PingResponse *ping = arena_alloc(arena, sizeof(*ping));
+
+	if (!ping) {
+		rpc_fail(response, arena, -ENOMEM, "out of memory");
+		return;
+	}
+	quorum__ping_response__init(ping);
+	ping->role = "node";
+	response->result_case = QUORUM__RESPONSE__RESULT_PING;
+	response->ping = ping;
+}
+
+static void node_get_item(struct node *node, const Quorum__GetItemRequest *request,
+			  Quorum__Response *response, struct arena *arena)
+{
+	Quorum__GetItemResponse *result;
+	Quorum__ItemRecord *record;
+	int err;
+
+	if (node_check_key(request->key, response, arena) < 0)
+		return;
+	result = arena_alloc(arena, sizeof(*result));
+	if (!result) {
+		rpc_fail(response, arena, -ENOMEM, "out of memory");
+		return;
+	}
+	err = store_get(node->store, request->key, request->meta_only, arena, &record);
+	if (err < 0) {
+		node_fail_item(node, response, arena, "get", request->key, err);
+		return;
+	}
+	quorum__get_item_response__init(result);
+	result->item = record;
+	response->result_case = QUORUM__RESPONSE__RESULT_GET_ITEM;
+	response->get_item = result;
+}
+
+static void node_put_item(struct node *node, const Quorum__PutItemRequest *request,
+			  Quorum__Response *response, struct arena *arena)
+{
+	Quorum__PutItemResponse *result;
+	Quorum__ItemMeta *meta;
+	int err;
+
+	if (node_check_key(request->key, response, arena) < 0)
+		return;
+	result = arena_alloc(arena, sizeof(*result));
+	if (!result) {
+		rpc_fail(response, arena, -ENOMEM, "out of memory");
+		return;
+	}
+	err = store_put(node->store, request, arena, &meta);
+	if (err < 0) {
+		node_fail_item(node, response, arena, "put", request->key, err);
+		return;
+	}
+	quorum__put_item_response__init(result);
+	result->meta = meta;
+	response->result_case = QUORUM__RESPONSE__RESULT_PUT_ITEM;
+	response->put_item = result;
+}
+
+static void node_delete_item(struct node *node, const Quorum__DeleteItemRequest *request,
+			     Quorum__Response *response, struct arena *arena)
+{
+	int err;
+
+	if (node_check_key(request->key, response, arena) < 0)
+		return;
+	err = store_delete(node->store, request);
+	if (err < 0)
+		node_fail_item(node, response, arena, "delete", request->key, err);
+}
+
+static void node_update_item(struct node *node, const Quorum__UpdateItemRequest *request,
+			     Quorum__Response *response, struct arena *arena)
+{
+	Quorum__UpdateItemResponse *result;
+	Quorum__ItemMeta *meta;
+	int err;
+
+	if (node_check_key(request->key, response, arena) < 0)
+		return;
+	result = arena_alloc(arena, sizeof(*result));
+	if (!result) {
+		rpc_fail(response, arena, -ENOMEM, "out of memory");
+		return;
+	}
+	err = store_update(node->store, request, arena, &meta);
+	if (err < 0) {
+		node_fail_item(node, response, arena, "update", request->key, err);
+		return;
+	}
+	quorum__update_item_response__init(result);
+	result->meta = meta;
+	response->result_case = QUORUM__RESPONSE__RESULT_UPDATE_ITEM;
+	response->update_item = result;
+}
+
+static void node_scan(struct node *node, const Quorum__ScanRequest *request,
+		      Quorum__Response *response, struct arena *arena)
+{
+	Quorum__ScanResponse *result;
+	int err;
+
+	if (request->table_id == 0) {
+		rpc_fail(response, arena, -EINVAL, "scan: table id 0 names no table");
+		return;
+	}
+	if (request->limit == 0) {
+		rpc_fail(response, arena, -EINVAL, "scan: limit must be at least 1");
+		return;
+	}
+	if (request->hash_first > request->hash_last) {
+		rpc_fail(response, arena, -EINVAL, "scan: empty hash range [%" PRIu64 ", %" PRIu64 "]",
+			 request->hash_first, request->hash_last);
+		return;
+	}
+	if (request->has_after &&
+	    (request->after.len < 9 || request->after.len > KEY_POSITION_MAX_BYTES)) {
+		rpc_fail(response, arena, -EINVAL, "scan: cursor of %zu bytes is not a position",
+			 request->after.len);
+		return;
+	}
+	if (request->has_partition_key) {
+		err = key_validate_name(request->partition_key.data, request->partition_key.len);
+		if (err < 0) {
+			rpc_fail(response, arena, err, "scan: partition key is not a valid key: %s",
+				 strerror(-err));
+			return;
+		}
+	}
+	err = store_scan(node->store, request, arena, &result);
+	if (err < 0) {
+		rpc_fail(response, arena, err, "scan of table %" PRIu64 ": %s", request->table_id,
+			 err == -EIO ? "an item is damaged or the disk failed (see the node's log)"
+				     : strerror(-err));
+		return;
+	}
+	response->result_case = QUORUM__RESPONSE__RESULT_SCAN;
+	response->scan = result;
+}
+
+static void node_handle(void *ctx, const Quorum__Request *request, Quorum__Response *response,
+			struct arena *arena)
+{
+	struct node *node = ctx;
+
+	switch (request->op_case) {
+	case QUORUM__REQUEST__OP_PING:
+		node_ping(response, arena);
+		break;
+	case QUORUM__REQUEST__OP_GET_ITEM:
+		node_get_item(node, request->get_item, response, arena);
+		break;
+	case QUORUM__REQUEST__OP_PUT_ITEM:
+		node_put_item(node, request->put_item, response, arena);
+		break;
+	case QUORUM__REQUEST__OP_DELETE_ITEM:
+		node_delete_item(node, request->delete_item, response, arena);
+		break;
+	case QUORUM__REQUEST__OP_UPDATE_ITEM:
+		node_update_item(node, request->update_item, response, arena);
+		break;
+	case QUORUM__REQUEST__OP_SCAN:
+		node_scan(node, request->scan, response, arena);
+		break;
+	default:
+		rpc_fail(response, arena, -EOPNOTSUPP,
+			 "operation %d is not served by a storage node (ask quorum-meta)",
+			 (int)request->op_case);
+		break;
+	}
+}
+
+/* ----------------------------------------------------------------- main */
+
+static int node_init_sync(struct node *node)
+{
+	pthread_condattr_t attr;
+	int err;
+
+	if (pthread_mutex_init(&node->lock, NULL) != 0)
+		return -ENOMEM;
+	err = pthread_condattr_init(&attr);
+	if (err == 0) {
+		/* node_wait measures with the monotonic clock. */
+		err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		if (err == 0)
+			err = pthread_cond_init(&node->wake, &attr);
+		pthread_condattr_destroy(&attr);
+	}
+	if (err != 0) {
+		pthread_mutex_destroy(&node->lock);
+		return -err;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct node node = { 0 };
+	char items_dir[PATH_MAX];
+	pthread_t meta_thread;
+	sigset_t signals;
+	int err, signal_number = 0;
+
+	log_set_program("quorumd");
+	err = node_parse_options(argc, argv, &node.options);
+	if (err != 0)
+		return err > 0 ? 0 : 2;
+
+	/* Every thread made from here on inherits the mask, so only sigwait
+	 * below takes these signals. A peer that goes away must not kill the
+	 * process with SIGPIPE. */
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGTERM);
+	sigaddset(&signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &signals, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	err = node_make_dirs(node.options.data_dir);
+	if (err < 0) {
+		log_error("cannot create the data directory %s: %s", node.options.data_dir,
+			  strerror(-err));
+		return 1;
+	}
+	err = node_load_id(node.options.data_dir, &node.node_id);
+	if (err < 0) {
+		log_error("cannot read the node id in %s/node_id: %s", node.options.data_dir,
+			  err == -EINVAL ? "not a node id (fix or remove the file)" : strerror(-err));
+		return 1;
+	}
+	if (node_path(items_dir, sizeof(items_dir), node.options.data_dir, "items") < 0) {
+		log_error("data directory path too long: %s", node.options.data_dir);
+		return 1;
+	}
+	err = store_open(items_dir, &node.store);
+	if (err < 0) {
+		log_error("cannot open the item store in %s: %s", items_dir, strerror(-err));
+		return 1;
+	}
+	err = node_init_sync(&node);
+	if (err < 0) {
+		log_error("cannot initialise: %s", strerror(-err));
+		store_close(node.store);
+		return 1;
+	}
+	err = net_client_new(node.options.meta_url, &node.meta);
+	if (err == 0)
+		err = rpc_server_start(node.options.listen_url, node.options.worker_count,
+				       node_handle, &node, &node.server);
+	if (err < 0) {
+		log_error("cannot listen on %s: %s", node.options.listen_url,
+			  err == -EADDRINUSE ? "address already in use" : strerror(-err));
+		net_client_free(node.meta);
+		store_close(node.store);
+		return 1;
+	}
+	/* Logged before the meta thread runs: from then on it owns node_id. */
+	if (node.node_id != 0)
+		log_info("serving on %s, az %s, node id %" PRIu64 ", data %s, meta %s",
+			 node.options.listen_url, node.options.az, node.node_id,
+			 node.options.data_dir, node.options.meta_url);
+	else
+		log_info("serving on %s, az %s, new node (id from meta), data %s, meta %s",
+			 node.options.listen_url, node.options.az, node.options.data_dir,
+			 node.options.meta_url);
+	err = pthread_create(&meta_thread, NULL, node_meta_main, &node);
+	if (err != 0) {
+		log_error("cannot start the meta thread: %s", strerror(err));
+		rpc_server_stop(node.server);
+		net_client_free(node.meta);
+		store_close(node.store);
+		return 1;
+	}
+
+	while (sigwait(&signals, &signal_number) != 0)
+		;
+	log_info("%s: stopping", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+
+	rpc_server_stop(node.server);
+	pthread_mutex_lock(&node.lock);
+	node.stopping = true;
+	pthread_cond_broadcast(&node.wake);
+	pthread_mutex_unlock(&node.lock);
+	pthread_join(meta_thread, NULL);
+	net_client_free(node.meta);
+	store_close(node.store);
+	pthread_cond_destroy(&node.wake);
+	pthread_mutex_destroy(&node.lock);
+	log_info("stopped");
+	return 0;
+}
