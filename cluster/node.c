@@ -361,17 +361,17 @@ static void node_meta_answered(struct node *node)
 static int node_call_meta(struct node *node, Quorum__Request *request, const char *what,
 			  int answer_err, Quorum__Response **response)
 {
-	char why[RPC_WHY_BYTES];
+	struct rpc_error error = { 0 };
 	int err;
 
 	err = rpc_call(node->meta, request, clock_monotonic_ms() + NODE_META_CALL_MS, response,
-		       why);
+		       &error);
 	if (err < 0 && err == answer_err) {
 		node_meta_answered(node);
 		return err;
 	}
 	if (err < 0) {
-		node_meta_failed(node, what, err, why);
+		node_meta_failed(node, what, err, error.why);
 		return err;
 	}
 	node_meta_answered(node);

@@ -30,21 +30,22 @@ static Quorum__Response__ResultCase rpc_expected_result(Quorum__Request__OpCase 
 	}
 }
 
-static void rpc_set_why(char *why, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void rpc_set_error(struct rpc_error *error, bool transport, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
-static void rpc_set_why(char *why, const char *fmt, ...)
+static void rpc_set_error(struct rpc_error *error, bool transport, const char *fmt, ...)
 {
 	va_list ap;
-	if (!why)
+	if (!error)
 		return;
+	error->transport = transport;
 	va_start(ap, fmt);
-	vsnprintf(why, RPC_WHY_BYTES, fmt, ap);
+	vsnprintf(error->why, sizeof(error->why), fmt, ap);
 	va_end(ap);
 }
 
 int rpc_call(struct net_client *client, Quorum__Request *request, int64_t deadline_ms,
-	     Quorum__Response **response, char *why)
+	     Quorum__Response **response, struct rpc_error *error)
 {
 	size_t request_bytes, reply_bytes = 0;
 	uint8_t *packed;
@@ -57,14 +58,14 @@ int rpc_call(struct net_client *client, Quorum__Request *request, int64_t deadli
 	request_bytes = quorum__request__get_packed_size(request);
 	packed = malloc(request_bytes ? request_bytes : 1);
 	if (!packed) {
-		rpc_set_why(why, "out of memory");
+		rpc_set_error(error, true, "out of memory");
 		return -ENOMEM;
 	}
 	quorum__request__pack(request, packed);
 	err = net_client_call(client, packed, request_bytes, deadline_ms, &reply, &reply_bytes);
 	free(packed);
 	if (err < 0) {
-		rpc_set_why(why, "%s: %s", net_client_url(client),
+		rpc_set_error(error, true, "%s: %s", net_client_url(client),
 			    err == -ETIMEDOUT ? "no answer before the deadline" : strerror(-err));
 		return err;
 	}
@@ -72,18 +73,20 @@ int rpc_call(struct net_client *client, Quorum__Request *request, int64_t deadli
 	net_message_free(reply);
 	if (!decoded) {
 		log_warn("malformed reply from %s dropped", net_client_url(client));
-		rpc_set_why(why, "%s: malformed reply", net_client_url(client));
+		rpc_set_error(error, true, "%s: malformed reply", net_client_url(client));
 		return -EPROTO;
 	}
 	if (decoded->status < 0) {
 		err = decoded->status;
-		rpc_set_why(why, "%s", decoded->message ? decoded->message : strerror(-err));
+		rpc_set_error(error, false, "%s",
+			      decoded->message ? decoded->message : strerror(-err));
 		quorum__response__free_unpacked(decoded, NULL);
 		return err;
 	}
 	if (decoded->result_case != rpc_expected_result(request->op_case)) {
 		log_warn("reply from %s answers another operation", net_client_url(client));
-		rpc_set_why(why, "%s: reply answers another operation", net_client_url(client));
+		rpc_set_error(error, true, "%s: reply answers another operation",
+			      net_client_url(client));
 		quorum__response__free_unpacked(decoded, NULL);
 		return -EPROTO;
 	}

@@ -7,6 +7,7 @@
 #include "cluster/net.h"
 #include "quorum.pb-c.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* The version this build speaks. A peer reads every older version; fields
@@ -15,15 +16,22 @@
 
 #define RPC_WHY_BYTES 256
 
+/* Why a call failed. transport: no valid answer came back (no reply by the
+ * deadline, a socket failure, a reply that does not decode or answers
+ * another operation), so the request may or may not have been applied and
+ * a retry is the caller's decision; otherwise the status is the peer's. */
+struct rpc_error {
+	bool transport;
+	char why[RPC_WHY_BYTES];   /* the peer's explanation or the transport's */
+};
+
 /* Sends request (its version is set here) and waits until deadline_ms.
  * Returns the response's status: 0 with *response set (free it with
  * quorum__response__free_unpacked(*response, NULL)), or a negative errno
- * with *response NULL; then why (when not NULL, RPC_WHY_BYTES long) holds
- * the peer's explanation or the transport's. Transport errors are
- * -ETIMEDOUT, -EIO, -ENOMEM, and -EPROTO for a reply that does not decode
- * or answers another operation. */
+ * with *response NULL and *error (may be NULL) filled. Transport errors are
+ * -ETIMEDOUT, -EIO, -ENOMEM, and -EPROTO. */
 int rpc_call(struct net_client *client, Quorum__Request *request, int64_t deadline_ms,
-	     Quorum__Response **response, char *why);
+	     Quorum__Response **response, struct rpc_error *error);
 
 /* Handles one decoded request: fills response (version and status 0 are
  * preset) with memory from arena, which lives until the reply is sent. */

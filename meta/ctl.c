@@ -248,8 +248,8 @@ static int ctl_read_cluster_file(const char *data_dir, char **url)
 static int ctl_call(struct ctl *ctl, const char *what, Quorum__Request *request,
 		    Quorum__Response **response)
 {
-	char why[RPC_WHY_BYTES] = "";
-	int err = rpc_call(ctl->client, request, ctl->deadline_ms, response, why);
+	struct rpc_error error = { 0 };
+	int err = rpc_call(ctl->client, request, ctl->deadline_ms, response, &error);
 
 	if (err == -ETIMEDOUT) {
 		fprintf(stderr, "quorumctl: no answer from %s within %d s\n", ctl->meta_url,
@@ -257,7 +257,7 @@ static int ctl_call(struct ctl *ctl, const char *what, Quorum__Request *request,
 		return CTL_EXIT_FAILED;
 	}
 	if (err < 0)
-		return ctl_fail(what, why[0] ? why : strerror(-err));
+		return ctl_fail(what, error.why[0] ? error.why : strerror(-err));
 	return CTL_EXIT_OK;
 }
 

@@ -84,7 +84,7 @@ static int fixture_teardown(void **state)
 	return 0;
 }
 
-static int ping(struct net_client *client, int64_t timeout_ms, char *why)
+static int ping(struct net_client *client, int64_t timeout_ms, struct rpc_error *error)
 {
 	Quorum__Request request = QUORUM__REQUEST__INIT;
 	Quorum__PingRequest ping_request = QUORUM__PING_REQUEST__INIT;
@@ -93,7 +93,7 @@ static int ping(struct net_client *client, int64_t timeout_ms, char *why)
 
 	request.op_case = QUORUM__REQUEST__OP_PING;
 	request.ping = &ping_request;
-	err = rpc_call(client, &request, clock_monotonic_ms() + timeout_ms, &response, why);
+	err = rpc_call(client, &request, clock_monotonic_ms() + timeout_ms, &response, error);
 	if (err == 0) {
 		assert_string_equal(response->ping->role, "test");
 		assert_int_equal(response->version, RPC_PROTOCOL_VERSION);
@@ -102,7 +102,8 @@ static int ping(struct net_client *client, int64_t timeout_ms, char *why)
 	return err;
 }
 
-static int delete_key(struct net_client *client, const char *key, int64_t timeout_ms, char *why)
+static int delete_key(struct net_client *client, const char *key, int64_t timeout_ms,
+		      struct rpc_error *error)
 {
 	Quorum__Request request = QUORUM__REQUEST__INIT;
 	Quorum__DeleteItemRequest delete_request = QUORUM__DELETE_ITEM_REQUEST__INIT;
@@ -116,7 +117,7 @@ static int delete_key(struct net_client *client, const char *key, int64_t timeou
 	delete_request.key = &item_key;
 	request.op_case = QUORUM__REQUEST__OP_DELETE_ITEM;
 	request.delete_item = &delete_request;
-	err = rpc_call(client, &request, clock_monotonic_ms() + timeout_ms, &response, why);
+	err = rpc_call(client, &request, clock_monotonic_ms() + timeout_ms, &response, error);
 	assert_null(response);
 	return err;
 }
@@ -125,12 +126,13 @@ static void test_call_and_error_status(void **state)
 {
 	struct fixture *f = *state;
 	struct net_client *client;
-	char why[RPC_WHY_BYTES];
+	struct rpc_error error;
 
 	assert_int_equal(net_client_new(f->url, &client), 0);
-	assert_int_equal(ping(client, 5000, why), 0);
-	assert_int_equal(delete_key(client, "k", 5000, why), -ENOENT);
-	assert_string_equal(why, "no item here");
+	assert_int_equal(ping(client, 5000, &error), 0);
+	assert_int_equal(delete_key(client, "k", 5000, &error), -ENOENT);
+	assert_string_equal(error.why, "no item here");
+	assert_false(error.transport);
 	net_client_free(client);
 }
 
@@ -198,14 +200,16 @@ static void test_deadline(void **state)
 {
 	struct fixture *f = *state;
 	struct net_client *client, *nobody;
-	char url[64], why[RPC_WHY_BYTES];
+	char url[64];
+	struct rpc_error error;
 	int64_t start_ms;
 
 	assert_int_equal(net_client_new(f->url, &client), 0);
 	start_ms = clock_monotonic_ms();
-	assert_int_equal(delete_key(client, "slow", 200, why), -ETIMEDOUT);
+	assert_int_equal(delete_key(client, "slow", 200, &error), -ETIMEDOUT);
+	assert_true(error.transport);
 	assert_true(clock_monotonic_ms() - start_ms >= 200);
-	assert_non_null(strstr(why, "deadline"));
+	assert_non_null(strstr(error.why, "deadline"));
 	/* The socket that timed out is not reused with a stale reply. */
 	clock_sleep_ms(1500);
 	assert_int_equal(ping(client, 5000, NULL), 0);
@@ -277,11 +281,11 @@ static void test_unknown_operation(void **state)
 	struct net_client *client;
 	Quorum__Request request = QUORUM__REQUEST__INIT;
 	Quorum__Response *response;
-	char why[RPC_WHY_BYTES];
+	struct rpc_error error;
 
 	/* No operation set: what a newer peer's unknown operation decodes to. */
 	assert_int_equal(net_client_new(f->url, &client), 0);
-	assert_int_equal(rpc_call(client, &request, clock_monotonic_ms() + 5000, &response, why),
+	assert_int_equal(rpc_call(client, &request, clock_monotonic_ms() + 5000, &response, &error),
 			 -EOPNOTSUPP);
 	net_client_free(client);
 }

@@ -1,0 +1,1254 @@
+/* router.c: the request router (contract in router.h).
+ *
+ * Every operation runs against one deadline (now + timeout_ms). Inside it,
+ * each attempt gets at most ROUTER_ATTEMPT_MS, so a node that died while
+ * holding a request is given up on early and the route refreshed. Between
+ * attempts the router backs off (25 ms, doubling to 500 ms). A transport
+ * failure (no answer, socket error, garbage reply) is retried; an answer
+ * from the peer, error or not, is returned as it is.
+ *
+ * The route cache maps a table name to its partitions (sorted by
+ * hash_first) and the address of each partition's first replica. It is
+ * filled by DescribeTable and dropped for a table after a transport
+ * failure, so a moved or restarted node is found again. The lock guards the
+ * cache only: no network call is made while it is held. */
+#include "fs/router.h"
+
+#include "cluster/clock.h"
+#include "cluster/keys.h"
+#include "cluster/log.h"
+#include "cluster/net.h"
+#include "cluster/rpc.h"
+#include "quorum.pb-c.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+/* The longest one attempt may take before the router tries again. */
+#define ROUTER_ATTEMPT_MS 2000
+#define ROUTER_BACKOFF_FIRST_MS 25
+#define ROUTER_BACKOFF_MAX_MS 500
+/* A node returns at most this many entries per scan request. */
+#define ROUTER_SCAN_PAGE_MAX 1000
+#define ROUTER_ADDRESS_MAX_BYTES 256
+
+/* One table's routing: partitions sorted by hash_first. */
+struct route {
+	struct route *next;
+	char name[KEY_NAME_MAX_BYTES + 1];
+	uint64_t table_id;
+	size_t partition_count;
+	uint64_t *hash_first;
+	uint64_t *hash_last;
+	char **address;            /* first replica's node; NULL when meta named none */
+};
+
+struct router {
+	int64_t timeout_ms;
+	uint64_t item_max_bytes;
+	struct net_pool *pool;
+	struct net_client *meta;   /* owned by pool */
+	pthread_mutex_t lock;      /* guards routes */
+	struct route *routes;
+};
+
+/* Where one request goes: the partition's range and its node. */
+struct route_target {
+	uint64_t hash_first, hash_last;
+	char address[ROUTER_ADDRESS_MAX_BYTES];
+};
+
+/* One operation's state across its attempts. */
+struct router_op {
+	const char *what;          /* "put item", for log lines */
+	const char *table;         /* table name or NULL */
+	const char *key;           /* item key or NULL */
+	int64_t deadline_ms;
+	int64_t backoff_ms;
+	int attempts;
+	bool maybe_applied;        /* a request reached a node and its answer was lost */
+	char why[RPC_WHY_BYTES];
+};
+
+static void router_op_begin(struct router_op *op, const struct router *router, const char *what,
+			    const char *table, const char *key)
+{
+	memset(op, 0, sizeof(*op));
+	op->what = what;
+	op->table = table;
+	op->key = key;
+	op->deadline_ms = clock_monotonic_ms() + router->timeout_ms;
+	op->backoff_ms = ROUTER_BACKOFF_FIRST_MS;
+}
+
+/* Sleeps before the next attempt. False when the deadline leaves no room
+ * for one; then the failure is logged and the caller returns -EIO. */
+static bool router_op_backoff(struct router_op *op)
+{
+	int64_t left_ms = clock_remaining_ms(op->deadline_ms);
+	int64_t sleep_ms = op->backoff_ms;
+
+	/* The last pause is cut short so one more attempt still fits. */
+	if (sleep_ms > left_ms / 2)
+		sleep_ms = left_ms / 2;
+	if (sleep_ms < ROUTER_BACKOFF_FIRST_MS) {
+		/* A transport failure's why names the peer ("URL: reason"). */
+		log_warn("%s%s%s%s%s: giving up after %d attempt%s in the deadline: %s",
+			 op->what, op->table ? " in table " : "", op->table ? op->table : "",
+			 op->key ? ", key " : "", op->key ? op->key : "", op->attempts,
+			 op->attempts == 1 ? "" : "s", op->why[0] ? op->why : "no answer");
+		return false;
+	}
+	clock_sleep_ms(sleep_ms);
+	op->backoff_ms *= 2;
+	if (op->backoff_ms > ROUTER_BACKOFF_MAX_MS)
+		op->backoff_ms = ROUTER_BACKOFF_MAX_MS;
+	return true;
+}
+
+/* One attempt of request at client. *transport tells whether the failure
+ * (if any) was on the way rather than the peer's answer. */
+static int router_op_attempt(struct router_op *op, struct net_client *client,
+			     Quorum__Request *request, Quorum__Response **response,
+			     bool *transport)
+{
+	int64_t deadline_ms = clock_monotonic_ms() + ROUTER_ATTEMPT_MS;
+	struct rpc_error error = { 0 };
+	int err;
+
+	if (deadline_ms > op->deadline_ms)
+		deadline_ms = op->deadline_ms;
+	op->attempts++;
+	err = rpc_call(client, request, deadline_ms, response, &error);
+	/* A node that found a damaged item answers -EIO itself: not retried. */
+	*transport = err < 0 && error.transport;
+	if (*transport)
+		snprintf(op->why, sizeof(op->why), "%s", error.why);
+	return err;
+}
+
+/* A request to meta, retried on transport failures until the deadline. */
+static int router_call_meta(struct router *router, struct router_op *op,
+			    Quorum__Request *request, Quorum__Response **response)
+{
+	for (;;) {
+		bool transport;
+		int err = router_op_attempt(op, router->meta, request, response, &transport);
+
+		if (!transport)
+			return err;
+		if (!router_op_backoff(op))
+			return -EIO;
+	}
+}
+
+/* ------------------------------------------------------------ conversions */
+
+static void router_attr_from_meta(struct item_attr *attr, const Quorum__ItemMeta *meta)
+{
+	attr->mode = meta->mode;
+	attr->uid = meta->uid;
+	attr->gid = meta->gid;
+	attr->mtime_ns = meta->mtime_ns;
+	attr->ctime_ns = meta->ctime_ns;
+	attr->size = meta->size;
+	attr->version = meta->version;
+}
+
+/* A name from the wire as a C string: -EPROTO when it could not be one. */
+static int router_copy_name(char out[KEY_NAME_MAX_BYTES + 1], const ProtobufCBinaryData *name)
+{
+	if (key_validate_name(name->data, name->len) < 0)
+		return -EPROTO;
+	memcpy(out, name->data, name->len);
+	out[name->len] = '\0';
+	return 0;
+}
+
+static int router_table_from_info(struct router_table *out, const Quorum__TableInfo *info)
+{
+	int err = router_copy_name(out->name, &info->name);
+
+	if (err < 0) {
+		log_warn("metadata service sent table %llu with an invalid name",
+			 (unsigned long long)info->id);
+		return err;
+	}
+	out->id = info->id;
+	out->mode = info->mode;
+	out->uid = info->uid;
+	out->gid = info->gid;
+	out->mtime_ns = info->mtime_ns;
+	out->ctime_ns = info->ctime_ns;
+	out->has_sort_key = info->has_sort_key;
+	return 0;
+}
+
+static void router_set_name(ProtobufCBinaryData *field, const char *name)
+{
+	field->data = (uint8_t *)name;
+	field->len = strlen(name);
+}
+
+/* -------------------------------------------------------------- the cache */
+
+static void route_free(struct route *route)
+{
+	if (!route)
+		return;
+	if (route->address) {
+		for (size_t i = 0; i < route->partition_count; i++)
+			free(route->address[i]);
+	}
+	free(route->address);
+	free(route->hash_first);
+	free(route->hash_last);
+	free(route);
+}
+
+static int route_compare_partitions(const void *a, const void *b)
+{
+	const Quorum__PartitionInfo *pa = *(Quorum__PartitionInfo *const *)a;
+	const Quorum__PartitionInfo *pb = *(Quorum__PartitionInfo *const *)b;
+
+	return pa->hash_first < pb->hash_first ? -1 : pa->hash_first > pb->hash_first;
+}
+
+static const char *route_node_address(const Quorum__TableResponse *table, uint64_t node_id)
+{
+	for (size_t i = 0; i < table->n_nodes; i++) {
+		if (table->nodes[i]->id == node_id)
+			return table->nodes[i]->address;
+	}
+	return NULL;
+}
+
+/* Builds the route of a DescribeTable answer. */
+static int route_build(const Quorum__TableResponse *response, struct route **out)
+{
+	const Quorum__TableInfo *info = response->table;
+	size_t count = info->n_partitions;
+	Quorum__PartitionInfo **sorted = NULL;
+	struct route *route = calloc(1, sizeof(*route));
+	int err = -ENOMEM;
+
+	if (!route)
+		return -ENOMEM;
+	if (router_copy_name(route->name, &info->name) < 0) {
+		free(route);
+		return -EPROTO;
+	}
+	route->table_id = info->id;
+	route->hash_first = calloc(count ? count : 1, sizeof(uint64_t));
+	route->hash_last = calloc(count ? count : 1, sizeof(uint64_t));
+	route->address = calloc(count ? count : 1, sizeof(char *));
+	sorted = calloc(count ? count : 1, sizeof(*sorted));
+	if (!route->hash_first || !route->hash_last || !route->address || !sorted)
+		goto failed;
+	route->partition_count = count;
+	memcpy(sorted, info->partitions, count * sizeof(*sorted));
+	qsort(sorted, count, sizeof(*sorted), route_compare_partitions);
+	for (size_t i = 0; i < count; i++) {
+		const char *address = NULL;
+
+		route->hash_first[i] = sorted[i]->hash_first;
+		route->hash_last[i] = sorted[i]->hash_last;
+		if (sorted[i]->n_replicas > 0)
+			address = route_node_address(response, sorted[i]->replicas[0]);
+		if (address && strlen(address) < ROUTER_ADDRESS_MAX_BYTES) {
+			route->address[i] = strdup(address);
+			if (!route->address[i])
+				goto failed;
+		}
+		/* Overlapping ranges would make lookups ambiguous. */
+		if (i > 0 && route->hash_first[i] <= route->hash_last[i - 1]) {
+			log_warn("table %s: partitions overlap at hash %016llx", route->name,
+				 (unsigned long long)route->hash_first[i]);
+			err = -EPROTO;
+			goto failed;
+		}
+	}
+	free(sorted);
+	*out = route;
+	return 0;
+
+failed:
+	free(sorted);
+	route_free(route);
+	return err;
+}
+
+/* Replaces the cached route of route->name; takes ownership of route. */
+static void router_cache_put(struct router *router, struct route *route)
+{
+	struct route *old = NULL;
+
+	pthread_mutex_lock(&router->lock);
+	for (struct route **link = &router->routes; *link; link = &(*link)->next) {
+		if (strcmp((*link)->name, route->name) == 0) {
+			old = *link;
+			*link = old->next;
+			break;
+		}
+	}
+	route->next = router->routes;
+	router->routes = route;
+	pthread_mutex_unlock(&router->lock);
+	route_free(old);
+}
+
+/* Drops the cached route of a table (any id when table_id is 0). */
+static void router_cache_drop(struct router *router, const char *name, uint64_t table_id)
+{
+	struct route *old = NULL;
+
+	pthread_mutex_lock(&router->lock);
+	for (struct route **link = &router->routes; *link; link = &(*link)->next) {
+		if (strcmp((*link)->name, name) == 0 &&
+		    (table_id == 0 || (*link)->table_id == table_id)) {
+			old = *link;
+			*link = old->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&router->lock);
+	route_free(old);
+}
+
+/* Copies the target of hash from the cached route of table. False on a
+ * miss: no route, a route of another table by that name, no partition
+ * holds hash, or its node is unknown. */
+static bool router_cache_find(struct router *router, const struct router_table *table,
+			      uint64_t hash, struct route_target *out)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&router->lock);
+	for (struct route *route = router->routes; route; route = route->next) {
+		int index;
+
+		if (strcmp(route->name, table->name) != 0)
+			continue;
+		if (route->table_id != table->id)
+			break;
+		index = key_find_partition(route->hash_first, route->hash_last,
+					   route->partition_count, hash);
+		if (index < 0 || !route->address[index])
+			break;
+		out->hash_first = route->hash_first[index];
+		out->hash_last = route->hash_last[index];
+		snprintf(out->address, sizeof(out->address), "%s", route->address[index]);
+		found = true;
+		break;
+	}
+	pthread_mutex_unlock(&router->lock);
+	return found;
+}
+
+/* One DescribeTable attempt; caches the route on success. */
+static int router_describe_attempt(struct router *router, struct router_op *op, const char *name,
+				   Quorum__Response **response, bool *transport)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__TableRequest describe = QUORUM__TABLE_REQUEST__INIT;
+	struct route *route;
+	int err;
+
+	router_set_name(&describe.name, name);
+	request.op_case = QUORUM__REQUEST__OP_DESCRIBE_TABLE;
+	request.describe_table = &describe;
+	err = router_op_attempt(op, router->meta, &request, response, transport);
+	if (err < 0)
+		return err;
+	err = route_build((*response)->table, &route);
+	if (err < 0) {
+		quorum__response__free_unpacked(*response, NULL);
+		*response = NULL;
+		/* A map that cannot be used is the cluster's fault. */
+		return err == -ENOMEM ? -ENOMEM : -EIO;
+	}
+	router_cache_put(router, route);
+	return 0;
+}
+
+/* The node for hash in table: from the cache, else from one DescribeTable.
+ * *retry is set when the failure may pass (meta unreachable, a partition
+ * without a known node). -ENOENT when the table is gone or was replaced by
+ * another of the same name. */
+static int router_route(struct router *router, struct router_op *op,
+			const struct router_table *table, uint64_t hash,
+			struct route_target *out, bool *retry)
+{
+	Quorum__Response *response = NULL;
+	uint64_t table_id;
+	int err;
+
+	*retry = false;
+	if (router_cache_find(router, table, hash, out))
+		return 0;
+	err = router_describe_attempt(router, op, table->name, &response, retry);
+	if (err < 0)
+		return err;
+	table_id = response->table->table->id;
+	quorum__response__free_unpacked(response, NULL);
+	if (table_id != table->id)
+		return -ENOENT;
+	if (router_cache_find(router, table, hash, out))
+		return 0;
+	/* Meta answered with a map that has no node for this hash: a table
+	 * being created or a node being replaced. Worth asking again. */
+	snprintf(op->why, sizeof(op->why), "no partition with a known node holds hash %016llx",
+		 (unsigned long long)hash);
+	*retry = true;
+	return -EIO;
+}
+
+/* A request to the node holding hash in table, retried on transport
+ * failures (with a fresh route) until the deadline. */
+static int router_call_node(struct router *router, struct router_op *op,
+			    const struct router_table *table, uint64_t hash,
+			    Quorum__Request *request, Quorum__Response **response,
+			    struct route_target *target)
+{
+	for (;;) {
+		struct net_client *client;
+		bool retry;
+		int err = router_route(router, op, table, hash, target, &retry);
+
+		if (err == 0) {
+			client = net_pool_get(router->pool, target->address);
+			if (!client)
+				return -ENOMEM;
+			err = router_op_attempt(op, client, request, response, &retry);
+			if (!retry)
+				return err;
+			/* The request may have been applied and its answer
+			 * lost; a socket that never connected sent nothing,
+			 * but telling the two apart is not worth the risk. */
+			op->maybe_applied = true;
+			router_cache_drop(router, table->name, table->id);
+		} else if (!retry) {
+			return err;
+		}
+		if (!router_op_backoff(op))
+			return -EIO;
+	}
+}
+
+/* ------------------------------------------------------------ the router */
+
+int router_new(const struct router_options *options, struct router **out)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__PingRequest ping = QUORUM__PING_REQUEST__INIT;
+	Quorum__ClusterInfoRequest info = QUORUM__CLUSTER_INFO_REQUEST__INIT;
+	Quorum__Response *response = NULL;
+	struct router_op op;
+	struct router *router;
+	int err;
+
+	*out = NULL;
+	if (!options->meta_url || options->timeout_ms <= 0)
+		return -EINVAL;
+	router = calloc(1, sizeof(*router));
+	if (!router)
+		return -ENOMEM;
+	router->timeout_ms = options->timeout_ms;
+	router->item_max_bytes = 0;
+	pthread_mutex_init(&router->lock, NULL);
+	router->pool = net_pool_new();
+	if (!router->pool) {
+		err = -ENOMEM;
+		goto failed;
+	}
+	router->meta = net_pool_get(router->pool, options->meta_url);
+	if (!router->meta) {
+		err = -ENOMEM;
+		goto failed;
+	}
+
+	/* Both calls share one deadline: meta answers within the timeout
+	 * or the router is not made. */
+	router_op_begin(&op, router, "connect to the metadata service", NULL, NULL);
+	request.op_case = QUORUM__REQUEST__OP_PING;
+	request.ping = &ping;
+	err = router_call_meta(router, &op, &request, &response);
+	if (err == 0) {
+		quorum__response__free_unpacked(response, NULL);
+		request.op_case = QUORUM__REQUEST__OP_CLUSTER_INFO;
+		request.cluster_info = &info;
+		err = router_call_meta(router, &op, &request, &response);
+	}
+	if (err < 0) {
+		/* Giving up on the deadline was logged with its reason. */
+		if (err != -EIO || !op.why[0])
+			log_error("metadata service %s refused: %s", options->meta_url,
+				  strerror(-err));
+		err = err == -ENOMEM ? -ENOMEM : -EIO;
+		goto failed;
+	}
+	router->item_max_bytes = response->cluster_info->item_max_bytes;
+	quorum__response__free_unpacked(response, NULL);
+	*out = router;
+	return 0;
+
+failed:
+	router_free(router);
+	return err;
+}
+
+void router_free(struct router *router)
+{
+	if (!router)
+		return;
+	while (router->routes) {
+		struct route *next = router->routes->next;
+		route_free(router->routes);
+		router->routes = next;
+	}
+	net_pool_free(router->pool);
+	pthread_mutex_destroy(&router->lock);
+	free(router);
+}
+
+uint64_t router_item_max_bytes(const struct router *router)
+{
+	return router->item_max_bytes;
+}
+
+int64_t router_timeout_ms(const struct router *router)
+{
+	return router->timeout_ms;
+}
+
+/* ------------------------------------------------------------------ tables */
+
+int router_list_tables(struct router *router, struct router_table **tables, size_t *count)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__ListTablesRequest list = QUORUM__LIST_TABLES_REQUEST__INIT;
+	Quorum__Response *response = NULL;
+	Quorum__ListTablesResponse *answer;
+	struct router_table *out;
+	struct router_op op;
+	size_t n = 0;
+	int err;
+
+	*tables = NULL;
+	*count = 0;
+	router_op_begin(&op, router, "list tables", NULL, NULL);
+	request.op_case = QUORUM__REQUEST__OP_LIST_TABLES;
+	request.list_tables = &list;
+	err = router_call_meta(router, &op, &request, &response);
+	if (err < 0)
+		return err;
+	answer = response->list_tables;
+	out = calloc(answer->n_tables ? answer->n_tables : 1, sizeof(*out));
+	if (!out) {
+		quorum__response__free_unpacked(response, NULL);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < answer->n_tables; i++) {
+		/* A table whose name cannot be a file name is left out
+		 * (logged) rather than failing the whole listing. */
+		if (router_table_from_info(&out[n], answer->tables[i]) == 0)
+			n++;
+	}
+	quorum__response__free_unpacked(response, NULL);
+	*tables = out;
+	*count = n;
+	return 0;
+}
+
+int router_get_table(struct router *router, const char *name, struct router_table *out)
+{
+	Quorum__Response *response = NULL;
+	struct router_op op;
+	int err;
+
+	err = key_validate_name(name, strlen(name));
+	if (err < 0)
+		return err;
+	router_op_begin(&op, router, "describe table", name, NULL);
+	for (;;) {
+		bool transport;
+
+		err = router_describe_attempt(router, &op, name, &response, &transport);
+		if (!transport)
+			break;
+		if (!router_op_backoff(&op))
+			return -EIO;
+	}
+	if (err < 0)
+		return err;
+	err = router_table_from_info(out, response->table->table);
+	quorum__response__free_unpacked(response, NULL);
+	return err;
+}
+
+int router_create_table(struct router *router, const char *name, uint32_t mode, uint32_t uid,
+			uint32_t gid, struct router_table *out)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__CreateTableRequest create = QUORUM__CREATE_TABLE_REQUEST__INIT;
+	Quorum__Response *response = NULL;
+	struct router_op op;
+	struct route *route;
+	int err;
+
+	err = key_validate_name(name, strlen(name));
+	if (err < 0)
+		return err;
+	router_set_name(&create.name, name);
+	create.mode = mode & 07777;
+	create.uid = uid;
+	create.gid = gid;
+	request.op_case = QUORUM__REQUEST__OP_CREATE_TABLE;
+	request.create_table = &create;
+	router_op_begin(&op, router, "create table", name, NULL);
+	err = router_call_meta(router, &op, &request, &response);
+	if (err < 0)
+		return err;
+	err = router_table_from_info(out, response->table->table);
+	if (err == 0 && route_build(response->table, &route) == 0)
+		router_cache_put(router, route);
+	quorum__response__free_unpacked(response, NULL);
+	return err;
+}
+
+int router_delete_table(struct router *router, const char *name)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__TableRequest delete = QUORUM__TABLE_REQUEST__INIT;
+	Quorum__Response *response = NULL;
+	struct router_table table;
+	struct router_op op;
+	bool has_items;
+	int err;
+
+	err = router_get_table(router, name, &table);
+	if (err < 0)
+		return err;
+	err = router_table_has_items(router, &table, &has_items);
+	if (err < 0)
+		return err;
+	if (has_items)
+		return -ENOTEMPTY;
+	router_set_name(&delete.name, name);
+	request.op_case = QUORUM__REQUEST__OP_DELETE_TABLE;
+	request.delete_table = &delete;
+	router_op_begin(&op, router, "delete table", name, NULL);
+	for (;;) {
+		bool transport;
+
+		err = router_op_attempt(&op, router->meta, &request, &response, &transport);
+		if (!transport)
+			break;
+		op.maybe_applied = true;
+		if (!router_op_backoff(&op))
+			return -EIO;
+	}
+	if (response)
+		quorum__response__free_unpacked(response, NULL);
+	router_cache_drop(router, name, 0);
+	/* The first try deleted it and its answer was lost. */
+	if (err == -ENOENT && op.maybe_applied)
+		return 0;
+	return err;
+}
+
+int router_update_table(struct router *router, const char *name,
+			const struct router_table_update *update, struct router_table *out)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__UpdateTableRequest change = QUORUM__UPDATE_TABLE_REQUEST__INIT;
+	Quorum__Response *response = NULL;
+	struct router_op op;
+	int err;
+
+	err = key_validate_name(name, strlen(name));
+	if (err < 0)
+		return err;
+	router_set_name(&change.name, name);
+	change.has_mode = update->set_mode;
+	change.mode = update->mode & 07777;
+	change.has_uid = update->set_uid;
+	change.uid = update->uid;
+	change.has_gid = update->set_gid;
+	change.gid = update->gid;
+	change.has_mtime_ns = update->set_mtime;
+	change.mtime_ns = update->mtime_ns;
+	request.op_case = QUORUM__REQUEST__OP_UPDATE_TABLE;
+	request.update_table = &change;
+	router_op_begin(&op, router, "update table", name, NULL);
+	err = router_call_meta(router, &op, &request, &response);
+	if (err < 0)
+		return err;
+	err = out ? router_table_from_info(out, response->table->table) : 0;
+	quorum__response__free_unpacked(response, NULL);
+	return err;
+}
+
+int router_cluster_stats(struct router *router, struct router_cluster_stats *out)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__ClusterInfoRequest info = QUORUM__CLUSTER_INFO_REQUEST__INIT;
+	Quorum__Response *response = NULL;
+	Quorum__ClusterInfoResponse *answer;
+	struct router_op op;
+	int err;
+
+	request.op_case = QUORUM__REQUEST__OP_CLUSTER_INFO;
+	request.cluster_info = &info;
+	router_op_begin(&op, router, "cluster info", NULL, NULL);
+	err = router_call_meta(router, &op, &request, &response);
+	if (err < 0)
+		return err;
+	answer = response->cluster_info;
+	out->capacity_bytes = answer->capacity_bytes;
+	out->free_bytes = answer->free_bytes;
+	out->nodes_up = answer->nodes_up;
+	out->nodes_total = answer->nodes_total;
+	out->table_count = answer->table_count;
+	quorum__response__free_unpacked(response, NULL);
+	return 0;
+}
+
+/* ------------------------------------------------------------------- items */
+
+/* Checks what every item operation needs: a routable table, a valid key. */
+static int router_check_item(const struct router_table *table, const char *key)
+{
+	if (table->has_sort_key)
+		return -EOPNOTSUPP;
+	return key_validate_name(key, strlen(key));
+}
+
+static void router_set_item_key(Quorum__ItemKey *item_key, const struct router_table *table,
+				const char *key)
+{
+	item_key->table_id = table->id;
+	router_set_name(&item_key->partition_key, key);
+}
+
+void router_item_free(struct router_item *item)
+{
+	if (!item)
+		return;
+	for (size_t i = 0; i < item->xattr_count; i++) {
+		free(item->xattrs[i].name);
+		free(item->xattrs[i].value);
+	}
+	free(item->xattrs);
+	free(item->body);
+	memset(item, 0, sizeof(*item));
+}
+
+static int router_item_from_record(struct router_item *out, const Quorum__ItemRecord *record,
+				   bool meta_only)
+{
+	memset(out, 0, sizeof(*out));
+	router_attr_from_meta(&out->attr, record->meta);
+	if (!meta_only) {
+		size_t body_bytes = record->has_body ? record->body.len : 0;
+
+		/* Never NULL when asked for, even for an empty body. */
+		out->body = malloc(body_bytes ? body_bytes : 1);
+		if (!out->body)
+			return -ENOMEM;
+		if (body_bytes)
+			memcpy(out->body, record->body.data, body_bytes);
+		out->body_bytes = body_bytes;
+	}
+	if (record->n_xattrs > 0) {
+		out->xattrs = calloc(record->n_xattrs, sizeof(*out->xattrs));
+		if (!out->xattrs)
+			goto nomem;
+	}
+	for (size_t i = 0; i < record->n_xattrs; i++) {
+		const Quorum__Xattr *x = record->xattrs[i];
+		struct item_xattr *to = &out->xattrs[out->xattr_count];
+
+		/* A name with NUL inside cannot be a C string: skip it. */
+		if (x->name.len == 0 || memchr(x->name.data, '\0', x->name.len)) {
+			log_warn("item xattr with an invalid name skipped");
+			continue;
+		}
+		to->name = malloc(x->name.len + 1);
+		to->value = malloc(x->value.len ? x->value.len : 1);
+		if (!to->name || !to->value) {
+			free(to->name);
+			free(to->value);
+			to->name = NULL;
+			to->value = NULL;
+			goto nomem;
+		}
+		memcpy(to->name, x->name.data, x->name.len);
+		to->name[x->name.len] = '\0';
+		if (x->value.len)
+			memcpy(to->value, x->value.data, x->value.len);
+		to->value_bytes = x->value.len;
+		out->xattr_count++;
+	}
+	return 0;
+
+nomem:
+	router_item_free(out);
+	return -ENOMEM;
+}
+
+static int router_get_item_op(struct router *router, struct router_op *op,
+			      const struct router_table *table, const char *key, bool meta_only,
+			      struct router_item *out)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__GetItemRequest get = QUORUM__GET_ITEM_REQUEST__INIT;
+	Quorum__ItemKey item_key = QUORUM__ITEM_KEY__INIT;
+	Quorum__Response *response = NULL;
+	struct route_target target;
+	int err;
+
+	router_set_item_key(&item_key, table, key);
+	get.key = &item_key;
+	get.has_meta_only = true;
+	get.meta_only = meta_only;
+	request.op_case = QUORUM__REQUEST__OP_GET_ITEM;
+	request.get_item = &get;
+	err = router_call_node(router, op, table, key_hash(key, strlen(key)), &request, &response,
+			       &target);
+	if (err < 0)
+		return err;
+	err = router_item_from_record(out, response->get_item->item, meta_only);
+	quorum__response__free_unpacked(response, NULL);
+	return err;
+}
+
+int router_get_item(struct router *router, const struct router_table *table, const char *key,
+		    bool meta_only, struct router_item *out)
+{
+	struct router_op op;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = router_check_item(table, key);
+	if (err < 0)
+		return err;
+	router_op_begin(&op, router, "get item", table->name, key);
+	return router_get_item_op(router, &op, table, key, meta_only, out);
+}
+
+int router_put_item(struct router *router, const struct router_table *table, const char *key,
+		    const struct item_attr *attr, const void *body, size_t body_bytes,
+		    const struct item_xattr *xattrs, size_t xattr_count,
+		    enum router_condition condition, uint64_t expect_version,
+		    struct item_attr *out)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__PutItemRequest put = QUORUM__PUT_ITEM_REQUEST__INIT;
+	Quorum__ItemKey item_key = QUORUM__ITEM_KEY__INIT;
+	Quorum__ItemMeta meta = QUORUM__ITEM_META__INIT;
+	Quorum__Xattr *wire_xattrs = NULL, **wire_xattr_list = NULL;
+	Quorum__Response *response = NULL;
+	struct route_target target;
+	struct router_op op;
+	int err;
+
+	err = router_check_item(table, key);
+	if (err < 0)
+		return err;
+	if (router->item_max_bytes > 0 && body_bytes > router->item_max_bytes)
+		return -EFBIG;
+	if (body_bytes > 0 && !body)
+		return -EINVAL;
+	router_set_item_key(&item_key, table, key);
+	meta.mode = attr->mode;
+	meta.uid = attr->uid;
+	meta.gid = attr->gid;
+	meta.mtime_ns = attr->mtime_ns;
+	meta.ctime_ns = attr->ctime_ns;
+	meta.size = body_bytes;
+	put.key = &item_key;
+	put.meta = &meta;
+	put.has_body = true;
+	put.body.data = (uint8_t *)body;
+	put.body.len = body_bytes;
+	if (!xattrs) {
+		put.has_keep_xattrs = true;
+		put.keep_xattrs = true;
+	} else if (xattr_count > 0) {
+		wire_xattrs = calloc(xattr_count, sizeof(*wire_xattrs));
+		wire_xattr_list = calloc(xattr_count, sizeof(*wire_xattr_list));
+		if (!wire_xattrs || !wire_xattr_list) {
+			err = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < xattr_count; i++) {
+			quorum__xattr__init(&wire_xattrs[i]);
+			router_set_name(&wire_xattrs[i].name, xattrs[i].name);
+			wire_xattrs[i].value.data = xattrs[i].value;
+			wire_xattrs[i].value.len = xattrs[i].value_bytes;
+			wire_xattr_list[i] = &wire_xattrs[i];
+		}
+		put.n_xattrs = xattr_count;
+		put.xattrs = wire_xattr_list;
+	}
+	put.has_condition = true;
+	switch (condition) {
+	case ROUTER_COND_ABSENT:
+		put.condition = QUORUM__CONDITION__COND_ABSENT;
+		break;
+	case ROUTER_COND_VERSION:
+		put.condition = QUORUM__CONDITION__COND_VERSION;
+		put.has_expect_version = true;
+		put.expect_version = expect_version;
+		break;
+	default:
+		put.condition = QUORUM__CONDITION__COND_NONE;
+		break;
+	}
+	request.op_case = QUORUM__REQUEST__OP_PUT_ITEM;
+	request.put_item = &put;
+	router_op_begin(&op, router, "put item", table->name, key);
+	/* A retried conditional put whose first try was applied answers
+	 * -EEXIST or -ESTALE: indistinguishable from a real conflict until
+	 * requests carry ids (replication). It is returned as it is. */
+	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), &request, &response,
+			       &target);
+	if (err < 0)
+		goto out;
+	if (out)
+		router_attr_from_meta(out, response->put_item->meta);
+	quorum__response__free_unpacked(response, NULL);
+out:
+	free(wire_xattrs);
+	free(wire_xattr_list);
+	return err;
+}
+
+int router_delete_item(struct router *router, const struct router_table *table, const char *key)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__DeleteItemRequest delete = QUORUM__DELETE_ITEM_REQUEST__INIT;
+	Quorum__ItemKey item_key = QUORUM__ITEM_KEY__INIT;
+	Quorum__Response *response = NULL;
+	struct route_target target;
+	struct router_op op;
+	int err;
+
+	err = router_check_item(table, key);
+	if (err < 0)
+		return err;
+	router_set_item_key(&item_key, table, key);
+	delete.key = &item_key;
+	request.op_case = QUORUM__REQUEST__OP_DELETE_ITEM;
+	request.delete_item = &delete;
+	router_op_begin(&op, router, "delete item", table->name, key);
+	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), &request, &response,
+			       &target);
+	if (response)
+		quorum__response__free_unpacked(response, NULL);
+	/* An earlier try deleted it and its answer was lost. */
+	if (err == -ENOENT && op.maybe_applied)
+		return 0;
+	return err;
+}
+
+/* After a lost answer, an xattr change may have been applied by the first
+ * try, and the retry then fails (-EEXIST for XATTR_CREATE, -ENODATA for a
+ * remove). True when the item already shows the change, with *out set. */
+static bool router_update_was_applied(struct router *router, struct router_op *op,
+				      const struct router_table *table, const char *key,
+				      const struct router_update *update, int err,
+				      struct item_attr *out)
+{
+	struct router_item item;
+	bool applied = true;
+	const struct item_xattr *found = NULL;
+
+	if (!op->maybe_applied)
+		return false;
+	if (!(err == -EEXIST && update->set_xattr && (update->set_xattr_flags & XATTR_CREATE)) &&
+	    !(err == -ENODATA && update->remove_xattr))
+		return false;
+	if (router_get_item_op(router, op, table, key, true, &item) < 0)
+		return false;
+	if (update->set_xattr) {
+		for (size_t i = 0; i < item.xattr_count; i++) {
+			if (strcmp(item.xattrs[i].name, update->set_xattr->name) == 0)
+				found = &item.xattrs[i];
+		}
+		applied = found && found->value_bytes == update->set_xattr->value_bytes &&
+			  (found->value_bytes == 0 ||
+			   memcmp(found->value, update->set_xattr->value, found->value_bytes) == 0);
+	}
+	if (update->remove_xattr) {
+		for (size_t i = 0; i < item.xattr_count; i++) {
+			if (strcmp(item.xattrs[i].name, update->remove_xattr) == 0)
+				applied = false;
+		}
+	}
+	if (applied && out)
+		*out = item.attr;
+	router_item_free(&item);
+	return applied;
+}
+
+int router_update_item(struct router *router, const struct router_table *table,
+		       const char *key, const struct router_update *update,
+		       struct item_attr *out)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__UpdateItemRequest change = QUORUM__UPDATE_ITEM_REQUEST__INIT;
+	Quorum__ItemKey item_key = QUORUM__ITEM_KEY__INIT;
+	Quorum__Xattr set_xattr = QUORUM__XATTR__INIT;
+	Quorum__Response *response = NULL;
+	struct route_target target;
+	struct router_op op;
+	int err;
+
+	err = router_check_item(table, key);
+	if (err < 0)
+		return err;
+	if (update->set_size && router->item_max_bytes > 0 &&
+	    update->size > router->item_max_bytes)
+		return -EFBIG;
+	router_set_item_key(&item_key, table, key);
+	change.key = &item_key;
+	change.has_mode = update->set_mode;
+	change.mode = update->mode & 07777;
+	change.has_uid = update->set_uid;
+	change.uid = update->uid;
+	change.has_gid = update->set_gid;
+	change.gid = update->gid;
+	change.has_mtime_ns = update->set_mtime;
+	change.mtime_ns = update->mtime_ns;
+	change.has_ctime_ns = update->set_ctime;
+	change.ctime_ns = update->ctime_ns;
+	change.has_truncate_size = update->set_size;
+	change.truncate_size = update->size;
+	if (update->set_xattr) {
+		router_set_name(&set_xattr.name, update->set_xattr->name);
+		set_xattr.value.data = update->set_xattr->value;
+		set_xattr.value.len = update->set_xattr->value_bytes;
+		change.set_xattr = &set_xattr;
+		change.has_set_xattr_flags = true;
+		change.set_xattr_flags = (uint32_t)update->set_xattr_flags;
+	}
+	if (update->remove_xattr) {
+		change.has_remove_xattr = true;
+		router_set_name(&change.remove_xattr, update->remove_xattr);
+	}
+	request.op_case = QUORUM__REQUEST__OP_UPDATE_ITEM;
+	request.update_item = &change;
+	router_op_begin(&op, router, "update item", table->name, key);
+	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), &request, &response,
+			       &target);
+	if (err < 0) {
+		if (router_update_was_applied(router, &op, table, key, update, err, out))
+			return 0;
+		return err;
+	}
+	if (out)
+		router_attr_from_meta(out, response->update_item->meta);
+	quorum__response__free_unpacked(response, NULL);
+	return 0;
+}
+
+int router_rename_item(struct router *router, const struct router_table *table,
+		       const char *from, const char *to, bool no_replace)
+{
+	struct router_item item;
+	struct item_attr attr;
+	/* A non-NULL list: the target gets exactly the source's xattrs, none
+	 * when it has none, rather than keeping the target's old ones. */
+	static const struct item_xattr no_xattrs[1];
+	int err;
+
+	err = router_check_item(table, from);
+	if (err < 0)
+		return err;
+	err = router_check_item(table, to);
+	if (err < 0)
+		return err;
+	if (strcmp(from, to) == 0)
+		return 0;
+	err = router_get_item(router, table, from, false, &item);
+	if (err < 0)
+		return err;
+	attr = item.attr;
+	attr.ctime_ns = clock_realtime_ns();
+	err = router_put_item(router, table, to, &attr, item.body, item.body_bytes,
+			      item.xattrs ? item.xattrs : no_xattrs, item.xattr_count,
+			      no_replace ? ROUTER_COND_ABSENT : ROUTER_COND_NONE, 0, NULL);
+	router_item_free(&item);
+	if (err < 0)
+		return err;
+	err = router_delete_item(router, table, from);
+	/* Someone else removed the source meanwhile: the rename is done. */
+	if (err == -ENOENT)
+		return 0;
+	return err;
+}
+
+/* -------------------------------------------------------------------- scan */
+
+void router_cursor_start(struct router_cursor *cursor)
+{
+	memset(cursor, 0, sizeof(*cursor));
+}
+
+/* Moves cursor past a partition that has no further items. */
+static void router_cursor_next_partition(struct router_cursor *cursor, uint64_t hash_last)
+{
+	if (hash_last == UINT64_MAX) {
+		cursor->done = true;
+	} else {
+		cursor->hash = hash_last + 1;
+	}
+	cursor->after_bytes = 0;
+}
+
+/* Takes the entries of one scan page into entries (room of them), moving
+ * cursor past each; *added says how many were kept. An entry that does not
+ * decode is skipped; one whose position cannot even serve as a cursor
+ * stops the scan (-EIO): going on would return the same page forever. */
+static int router_scan_take(const struct router_table *table, const Quorum__ScanResponse *page,
+			    struct router_cursor *cursor, struct router_scan_entry *entries,
+			    size_t room, size_t *added)
+{
+	*added = 0;
+	for (size_t i = 0; i < page->n_entries && *added < room; i++) {
+		const Quorum__ScanEntry *entry = page->entries[i];
+		const uint8_t *pk, *sk;
+		size_t pk_bytes, sk_bytes;
+		bool has_sort_key;
+		uint64_t hash;
+		struct router_scan_entry *to = &entries[*added];
+
+		if (entry->position.len == 0 || entry->position.len > KEY_POSITION_MAX_BYTES) {
+			log_warn("scan of table %s: entry with a position of %zu bytes: "
+				 "cannot go on", table->name, entry->position.len);
+			return -EIO;
+		}
+		if (key_decode_position(entry->position.data, entry->position.len, &hash, &pk,
+					&pk_bytes, &sk, &sk_bytes, &has_sort_key) < 0 ||
+		    has_sort_key || key_validate_name(pk, pk_bytes) < 0) {
+			log_warn("scan of table %s: entry with an undecodable position skipped",
+				 table->name);
+			/* Still move past it, inside the same partition. */
+			memcpy(cursor->after, entry->position.data, entry->position.len);
+			cursor->after_bytes = entry->position.len;
+			continue;
+		}
+		memcpy(to->key, pk, pk_bytes);
+		to->key[pk_bytes] = '\0';
+		router_attr_from_meta(&to->attr, entry->meta);
+		memset(&to->next, 0, sizeof(to->next));
+		to->next.hash = hash;
+		to->next.after_bytes = entry->position.len;
+		memcpy(to->next.after, entry->position.data, entry->position.len);
+		*cursor = to->next;
+		(*added)++;
+	}
+	return 0;
+}
+
+int router_scan(struct router *router, const struct router_table *table,
+		struct router_cursor *cursor, struct router_scan_entry *entries,
+		size_t capacity, size_t *count)
+{
+	*count = 0;
+	if (table->has_sort_key)
+		return -EOPNOTSUPP;
+	while (!cursor->done && *count < capacity) {
+		Quorum__Request request = QUORUM__REQUEST__INIT;
+		Quorum__ScanRequest scan = QUORUM__SCAN_REQUEST__INIT;
+		Quorum__Response *response = NULL;
+		Quorum__ScanResponse *page;
+		struct route_target target;
+		struct router_op op;
+		size_t room = capacity - *count, added;
+		bool more;
+		int err;
+
+		router_op_begin(&op, router, "scan", table->name, NULL);
+		scan.table_id = table->id;
+		scan.limit = room > ROUTER_SCAN_PAGE_MAX ? ROUTER_SCAN_PAGE_MAX : (uint32_t)room;
+		request.op_case = QUORUM__REQUEST__OP_SCAN;
+		request.scan = &scan;
+		/* The range is known only once routed: the route is looked up
+		 * first, then every attempt sends the range of its route. */
+		for (;;) {
+			bool retry;
+
+			err = router_route(router, &op, table, cursor->hash, &target, &retry);
+			if (err == 0) {
+				struct net_client *client = net_pool_get(router->pool,
+									 target.address);
+				if (!client)
+					return -ENOMEM;
+				scan.hash_first = target.hash_first;
+				scan.hash_last = target.hash_last;
+				scan.has_after = cursor->after_bytes > 0;
+				scan.after.data = cursor->after;
+				scan.after.len = cursor->after_bytes;
+				err = router_op_attempt(&op, client, &request, &response, &retry);
+				if (!retry)
+					break;
+				router_cache_drop(router, table->name, table->id);
+			} else if (!retry) {
+				break;
+			}
+			if (!router_op_backoff(&op))
+				return -EIO;
+		}
+		if (err < 0)
+			return err;
+		page = response->scan;
+		more = page->more;
+		if (page->n_entries > room) {
+			/* More than asked for: take what fits, the rest is
+			 * read again from the cursor. */
+			more = true;
+		}
+		err = router_scan_take(table, page, cursor, entries + *count, room, &added);
+		*count += added;
+		if (err < 0) {
+			quorum__response__free_unpacked(response, NULL);
+			return err;
+		}
+		if (!more) {
+			router_cursor_next_partition(cursor, target.hash_last);
+		} else if (page->n_entries == 0) {
+			/* "More" with an empty page would loop forever. */
+			log_warn("scan of table %s: node %s answered an empty page with more",
+				 table->name, target.address);
+			quorum__response__free_unpacked(response, NULL);
+			return -EIO;
+		}
+		quorum__response__free_unpacked(response, NULL);
+	}
+	return 0;
+}
+
+int router_table_has_items(struct router *router, const struct router_table *table,
+			   bool *has_items)
+{
+	struct router_cursor cursor;
+	struct router_scan_entry entry;
+	size_t count = 0;
+	int err;
+
+	*has_items = false;
+	router_cursor_start(&cursor);
+	err = router_scan(router, table, &cursor, &entry, 1, &count);
+	if (err < 0)
+		return err;
+	*has_items = count > 0;
+	return 0;
+}
