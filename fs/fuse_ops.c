@@ -1,0 +1,1452 @@
+/* fuse_ops.c: the FUSE low-level callbacks of the mount (see fuse_ops.h
+ * and DESIGN.md, "Filesystem mapping"). Inode 1 is the root and lists the
+ * tables; a table is a directory; an item is a file (or a symlink whose
+ * body is the target). Every callback resolves its inode in the inode
+ * table, calls the router and replies; router errors go back to the
+ * kernel as they are (fs_reply_error is the one place that maps them).
+ *
+ * Kernel caching: entries and attributes are cached 1 s (10 s with
+ * consistency=eventual), misses are not cached, and there is no writeback
+ * cache: every write reaches the open file's buffer, which is put whole at
+ * flush/fsync (handle.c). */
+#define FUSE_USE_VERSION 314
+
+#include "fs/fuse_ops.h"
+
+#include "cluster/clock.h"
+#include "cluster/log.h"
+#include "fs/handle.h"
+#include "fs/inode.h"
+
+#include <fuse3/fuse_lowlevel.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define FS_NS_PER_S 1000000000LL
+#define FS_BLOCK_BYTES 4096
+#define FS_IO_BLOCK_BYTES 65536
+#define FS_MAX_WRITE_BYTES (1u << 20)
+#define FS_MAX_READAHEAD_BYTES (1u << 20)
+#define FS_TIMEOUT_STRONG_S 1.0
+#define FS_TIMEOUT_EVENTUAL_S 10.0
+/* Inodes are not a resource of the store: report a large, fixed pool. */
+#define FS_FILES_TOTAL (1ULL << 32)
+
+/* The mount's one context, the session's userdata. */
+struct fs {
+	struct router *router;
+	struct inode_table *inodes;
+	uint32_t uid, gid;         /* of the mounting process: the root's owner */
+	int64_t mount_time_ns;     /* the root's times */
+	double cache_timeout_s;
+	uint64_t item_max_bytes;
+};
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* The one place that turns a negative errno into a FUSE reply. */
+static void fs_reply_error(fuse_req_t req, int rc)
+{
+	if (rc >= 0) {
+		log_error("internal error: reply of error code %d; answering EIO", rc);
+		rc = -EIO;
+	}
+	fuse_reply_err(req, -rc);
+}
+
+/* Replies success for 0, else the error. */
+static void fs_reply_status(fuse_req_t req, int rc)
+{
+	if (rc)
+		fs_reply_error(req, rc);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static struct timespec fs_timespec(int64_t ns)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)(ns / FS_NS_PER_S);
+	ts.tv_nsec = (long)(ns % FS_NS_PER_S);
+	if (ts.tv_nsec < 0) {
+		ts.tv_nsec += FS_NS_PER_S;
+		ts.tv_sec--;
+	}
+	return ts;
+}
+
+/* -EOVERFLOW when the time does not fit 64-bit nanoseconds (past 2262). */
+static int fs_timespec_ns(const struct timespec *ts, int64_t *ns)
+{
+	if (ts->tv_nsec < 0 || ts->tv_nsec >= FS_NS_PER_S ||
+	    ts->tv_sec > INT64_MAX / FS_NS_PER_S - 1 || ts->tv_sec < INT64_MIN / FS_NS_PER_S + 1)
+		return -EOVERFLOW;
+	*ns = (int64_t)ts->tv_sec * FS_NS_PER_S + ts->tv_nsec;
+	return 0;
+}
+
+static void fs_stat_root(const struct fs *fs, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = INODE_ROOT_NUMBER;
+	st->st_mode = S_IFDIR | 0755;
+	st->st_nlink = 2;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_size = FS_BLOCK_BYTES;
+	st->st_blocks = FS_BLOCK_BYTES / 512;
+	st->st_blksize = FS_IO_BLOCK_BYTES;
+	st->st_atim = fs_timespec(fs->mount_time_ns);
+	st->st_mtim = st->st_atim;
+	st->st_ctim = st->st_atim;
+}
+
+static void fs_stat_table(const struct router_table *table, uint64_t number, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = number;
+	st->st_mode = S_IFDIR | (table->mode & 07777);
+	st->st_nlink = 2;
+	st->st_uid = table->uid;
+	st->st_gid = table->gid;
+	st->st_size = FS_BLOCK_BYTES;
+	st->st_blocks = FS_BLOCK_BYTES / 512;
+	st->st_blksize = FS_IO_BLOCK_BYTES;
+	st->st_mtim = fs_timespec(table->mtime_ns);
+	st->st_atim = st->st_mtim;
+	st->st_ctim = fs_timespec(table->ctime_ns);
+}
+
+static void fs_stat_item(const struct item_attr *attr, uint64_t number, bool unlinked,
+			 struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = number;
+	/* Only files and symlinks are items; anything else reads as a file. */
+	st->st_mode = (S_ISLNK(attr->mode) ? S_IFLNK : S_IFREG) | (attr->mode & 07777);
+	st->st_nlink = unlinked ? 0 : 1;
+	st->st_uid = attr->uid;
+	st->st_gid = attr->gid;
+	st->st_size = attr->size > INT64_MAX ? INT64_MAX : (off_t)attr->size;
+	st->st_blocks = (blkcnt_t)((attr->size + 511) / 512);
+	st->st_blksize = FS_IO_BLOCK_BYTES;
+	st->st_mtim = fs_timespec(attr->mtime_ns);
+	/* Reads never change times (tar compares them). */
+	st->st_atim = st->st_mtim;
+	st->st_ctim = fs_timespec(attr->ctime_ns);
+}
+
+static void fs_entry_init(const struct fs *fs, struct fuse_entry_param *entry)
+{
+	memset(entry, 0, sizeof(*entry));
+	entry->attr_timeout = fs->cache_timeout_s;
+	entry->entry_timeout = fs->cache_timeout_s;
+}
+
+static int fs_check_name(const char *name)
+{
+	return key_validate_name(name, strlen(name));
+}
+
+/* A stable stand-in inode number for a plain readdir entry that has no
+ * inode yet (only used when the kernel lacks readdirplus). */
+static uint64_t fs_pseudo_number(const char *table, const char *key)
+{
+	uint64_t hash = 1469598103934665603ULL;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)table; *p; p++)
+		hash = (hash ^ *p) * 1099511628211ULL;
+	hash *= 1099511628211ULL;
+	for (p = (const unsigned char *)key; *p; p++)
+		hash = (hash ^ *p) * 1099511628211ULL;
+	return hash | (1ULL << 63);
+}
+
+/* The metadata of the item an inode names: a dirty open handle's (its
+ * size and times lead the store's until the put), else the store's. An
+ * unlinked inode has only its open handles left. */
+static int fs_item_attr(struct fs *fs, uint64_t number, const struct inode_name *name,
+			struct item_attr *out)
+{
+	struct router_table table;
+	struct router_item item;
+	int rc;
+
+	if (handle_find_attr(fs->inodes, number, name->unlinked, out))
+		return 0;
+	if (name->unlinked)
+		return -ENOENT;
+	rc = router_get_table(fs->router, name->table, &table);
+	if (rc)
+		return rc;
+	rc = router_get_item(fs->router, &table, name->key, true, &item);
+	if (rc)
+		return rc;
+	*out = item.attr;
+	router_item_free(&item);
+	return 0;
+}
+
+/* The table a directory inode (parent of an item) names. */
+static int fs_parent_table(struct fs *fs, fuse_ino_t parent, struct inode_name *name,
+			   struct router_table *table)
+{
+	int rc = inode_get_name(fs->inodes, parent, name);
+
+	if (rc)
+		return rc;
+	if (name->kind == INODE_ITEM)
+		return -ENOTDIR;
+	if (name->kind != INODE_TABLE)
+		return -EPERM;
+	if (name->unlinked)
+		return -ENOENT;
+	return router_get_table(fs->router, name->table, table);
+}
+
+/* Replies an entry for an item just resolved or made, counting a lookup. */
+static void fs_reply_item_entry(fuse_req_t req, const char *table, const char *key,
+				const struct item_attr *attr)
+{
+	struct fs *fs = fs_of(req);
+	struct fuse_entry_param entry;
+	struct item_attr overlay;
+	uint64_t number;
+	int rc;
+
+	rc = inode_ref(fs->inodes, INODE_ITEM, table, key, &number);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	fs_entry_init(fs, &entry);
+	entry.ino = number;
+	if (handle_find_attr(fs->inodes, number, false, &overlay))
+		attr = &overlay;
+	fs_stat_item(attr, number, false, &entry.attr);
+	if (fuse_reply_entry(req, &entry))
+		inode_forget(fs->inodes, number, 1);
+}
+
+static void fs_reply_table_entry(fuse_req_t req, const struct router_table *table)
+{
+	struct fs *fs = fs_of(req);
+	struct fuse_entry_param entry;
+	uint64_t number;
+	int rc;
+
+	rc = inode_ref(fs->inodes, INODE_TABLE, table->name, "", &number);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	fs_entry_init(fs, &entry);
+	entry.ino = number;
+	fs_stat_table(table, number, &entry.attr);
+	if (fuse_reply_entry(req, &entry))
+		inode_forget(fs->inodes, number, 1);
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* readdirplus for every listing: ls -l and rsync cost no lookups. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	/* Writes must reach the handle's buffer, whose put reports errors. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	conn->max_write = FS_MAX_WRITE_BYTES;
+	if (conn->max_readahead > FS_MAX_READAHEAD_BYTES)
+		conn->max_readahead = FS_MAX_READAHEAD_BYTES;
+	conn->time_gran = 1;
+}
+
+static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct inode_name parent_name;
+	struct router_table table;
+	struct router_item item;
+	int rc;
+
+	rc = inode_get_name(fs->inodes, parent, &parent_name);
+	if (rc == 0)
+		rc = fs_check_name(name);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	if (parent_name.kind == INODE_ROOT) {
+		rc = router_get_table(fs->router, name, &table);
+		if (rc)
+			fs_reply_error(req, rc);
+		else
+			fs_reply_table_entry(req, &table);
+		return;
+	}
+	rc = fs_parent_table(fs, parent, &parent_name, &table);
+	if (rc == 0)
+		rc = router_get_item(fs->router, &table, name, true, &item);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	fs_reply_item_entry(req, parent_name.table, name, &item.attr);
+	router_item_free(&item);
+}
+
+static void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	inode_forget(fs_of(req)->inodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = fs_of(req);
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		inode_forget(fs->inodes, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* ------------------------------------------------------------ attributes */
+
+static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct inode_name name;
+	struct router_table table;
+	struct item_attr attr;
+	struct stat st;
+	int rc;
+
+	(void)fi;
+	rc = inode_get_name(fs->inodes, ino, &name);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	switch (name.kind) {
+	case INODE_ROOT:
+		fs_stat_root(fs, &st);
+		break;
+	case INODE_TABLE:
+		rc = name.unlinked ? -ENOENT : router_get_table(fs->router, name.table, &table);
+		if (rc == 0)
+			fs_stat_table(&table, ino, &st);
+		break;
+	case INODE_ITEM:
+		rc = fs_item_attr(fs, ino, &name, &attr);
+		if (rc == 0)
+			fs_stat_item(&attr, ino, name.unlinked, &st);
+		break;
+	}
+	if (rc)
+		fs_reply_error(req, rc);
+	else
+		fuse_reply_attr(req, &st, fs->cache_timeout_s);
+}
+
+static void fs_setattr_table(fuse_req_t req, fuse_ino_t ino, const struct inode_name *name,
+			     const struct stat *attr, int to_set)
+{
+	struct fs *fs = fs_of(req);
+	struct router_table_update update = { 0 };
+	struct router_table table;
+	struct stat st;
+	int rc = 0;
+
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		fs_reply_error(req, -EISDIR);
+		return;
+	}
+	if (name->unlinked) {
+		fs_reply_error(req, -ENOENT);
+		return;
+	}
+	update.set_mode = to_set & FUSE_SET_ATTR_MODE;
+	update.mode = attr->st_mode & 07777;
+	update.set_uid = to_set & FUSE_SET_ATTR_UID;
+	update.uid = attr->st_uid;
+	update.set_gid = to_set & FUSE_SET_ATTR_GID;
+	update.gid = attr->st_gid;
+	update.set_mtime = to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		update.mtime_ns = clock_realtime_ns();
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		rc = fs_timespec_ns(&attr->st_mtim, &update.mtime_ns);
+	if (rc == 0) {
+		if (update.set_mode || update.set_uid || update.set_gid || update.set_mtime)
+			rc = router_update_table(fs->router, name->table, &update, &table);
+		else
+			rc = router_get_table(fs->router, name->table, &table);
+	}
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	fs_stat_table(&table, ino, &st);
+	fuse_reply_attr(req, &st, fs->cache_timeout_s);
+}
+
+/* chmod, chown, utimens and truncate of an item. With a dirty open handle
+ * the change goes to the handle(s) and lands with their put; otherwise it
+ * is an in-place update of the stored item, mirrored into open handles so
+ * a later put does not undo it. */
+static void fs_setattr_item(fuse_req_t req, fuse_ino_t ino, const struct inode_name *name,
+			    const struct stat *attr, int to_set)
+{
+	struct fs *fs = fs_of(req);
+	struct handle_change change = { 0 };
+	struct router_update update = { 0 };
+	struct router_table table;
+	struct item_attr result;
+	struct stat st;
+	bool applied = false;
+	int rc = 0;
+
+	change.set_mode = to_set & FUSE_SET_ATTR_MODE;
+	change.mode = attr->st_mode & 07777;
+	change.set_uid = to_set & FUSE_SET_ATTR_UID;
+	change.uid = attr->st_uid;
+	change.set_gid = to_set & FUSE_SET_ATTR_GID;
+	change.gid = attr->st_gid;
+	change.set_mtime = to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
+	change.ctime_ns = clock_realtime_ns();
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		change.mtime_ns = change.ctime_ns;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		rc = fs_timespec_ns(&attr->st_mtim, &change.mtime_ns);
+	change.set_size = to_set & FUSE_SET_ATTR_SIZE;
+	if (change.set_size && attr->st_size < 0)
+		rc = -EINVAL;
+	change.size = change.set_size ? (uint64_t)attr->st_size : 0;
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	if (!change.set_mode && !change.set_uid && !change.set_gid && !change.set_mtime &&
+	    !change.set_size) {
+		/* atime only: reads never change times, nothing to store. */
+		rc = fs_item_attr(fs, ino, name, &result);
+		goto reply;
+	}
+	/* Unlinked: only the open handles are left to carry it. */
+	rc = handle_apply_change(fs->inodes, ino, &change, !name->unlinked, fs->item_max_bytes,
+				 &applied, &result);
+	if (rc || applied) {
+		if (rc == 0 && name->unlinked)
+			rc = fs_item_attr(fs, ino, name, &result);
+		goto reply;
+	}
+	if (name->unlinked) {
+		rc = -ENOENT;
+		goto reply;
+	}
+	update.set_mode = change.set_mode;
+	update.mode = change.mode;
+	update.set_uid = change.set_uid;
+	update.uid = change.uid;
+	update.set_gid = change.set_gid;
+	update.gid = change.gid;
+	update.set_mtime = change.set_mtime;
+	update.mtime_ns = change.mtime_ns;
+	update.set_ctime = true;
+	update.ctime_ns = change.ctime_ns;
+	update.set_size = change.set_size;
+	update.size = change.size;
+	rc = router_get_table(fs->router, name->table, &table);
+	if (rc == 0)
+		rc = router_update_item(fs->router, &table, name->key, &update, &result);
+	if (rc == 0) {
+		struct item_attr mirrored;
+		int mirror_rc = handle_apply_change(fs->inodes, ino, &change, false,
+						    fs->item_max_bytes, &applied, &mirrored);
+
+		if (mirror_rc)
+			log_warn("setattr of inode %llu stored, but not applied to its open "
+				 "handles: %s", (unsigned long long)ino, strerror(-mirror_rc));
+		/* A handle that turned dirty meanwhile leads the store. */
+		handle_find_attr(fs->inodes, ino, false, &result);
+	}
+reply:
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	fs_stat_item(&result, ino, name->unlinked, &st);
+	fuse_reply_attr(req, &st, fs->cache_timeout_s);
+}
+
+static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+			  struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct inode_name name;
+	struct stat st;
+	int rc;
+
+	(void)fi;
+	rc = inode_get_name(fs->inodes, ino, &name);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	switch (name.kind) {
+	case INODE_ROOT:
+		if (to_set & FUSE_SET_ATTR_SIZE) {
+			fs_reply_error(req, -EISDIR);
+		} else if (to_set & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+			/* The root is not stored anywhere: its metadata is fixed. */
+			fs_reply_error(req, -EPERM);
+		} else {
+			fs_stat_root(fs, &st);
+			fuse_reply_attr(req, &st, fs->cache_timeout_s);
+		}
+		return;
+	case INODE_TABLE:
+		fs_setattr_table(req, ino, &name, attr, to_set);
+		return;
+	case INODE_ITEM:
+		fs_setattr_item(req, ino, &name, attr, to_set);
+		return;
+	}
+}
+
+static void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	struct inode_name name;
+	struct router_table table;
+	struct router_item item;
+	char *target;
+	int rc;
+
+	rc = inode_get_name(fs->inodes, ino, &name);
+	if (rc == 0 && (name.kind != INODE_ITEM))
+		rc = -EINVAL;
+	if (rc == 0 && name.unlinked)
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = router_get_table(fs->router, name.table, &table);
+	if (rc == 0)
+		rc = router_get_item(fs->router, &table, name.key, false, &item);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	if (!S_ISLNK(item.attr.mode) || memchr(item.body, '\0', item.body_bytes)) {
+		router_item_free(&item);
+		fs_reply_error(req, -EINVAL);
+		return;
+	}
+	target = malloc(item.body_bytes + 1);
+	if (!target) {
+		router_item_free(&item);
+		fs_reply_error(req, -ENOMEM);
+		return;
+	}
+	if (item.body_bytes)
+		memcpy(target, item.body, item.body_bytes);
+	target[item.body_bytes] = '\0';
+	router_item_free(&item);
+	fuse_reply_readlink(req, target);
+	free(target);
+}
+
+/* --------------------------------------------------------- names: tables */
+
+static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct fs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct inode_name parent_name;
+	struct router_table table;
+	int rc;
+
+	rc = inode_get_name(fs->inodes, parent, &parent_name);
+	if (rc == 0 && parent_name.kind == INODE_ITEM)
+		rc = -ENOTDIR;
+	else if (rc == 0 && parent_name.kind == INODE_TABLE)
+		rc = -EPERM;   /* a table holds items only (sort keys come later) */
+	if (rc == 0)
+		rc = fs_check_name(name);
+	if (rc == 0)
+		rc = router_create_table(fs->router, name, mode & 07777, ctx->uid, ctx->gid,
+					 &table);
+	if (rc)
+		fs_reply_error(req, rc);
+	else
+		fs_reply_table_entry(req, &table);
+}
+
+static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct inode_name parent_name;
+	int rc;
+
+	rc = inode_get_name(fs->inodes, parent, &parent_name);
+	if (rc == 0 && parent_name.kind != INODE_ROOT)
+		rc = -ENOTDIR;
+	if (rc == 0)
+		rc = fs_check_name(name);
+	if (rc == 0)
+		rc = router_delete_table(fs->router, name);
+	if (rc == 0)
+		inode_mark_unlinked(fs->inodes, INODE_TABLE, name, "");
+	fs_reply_status(req, rc);
+}
+
+/* ---------------------------------------------------------- names: items */
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+
+/* Puts a new item that must not exist yet (-EEXIST otherwise), owned by
+ * the caller of the request, with the times of now. */
+static int fs_put_new_item(fuse_req_t req, const struct router_table *table, const char *key,
+			   uint32_t mode, const void *body, size_t body_bytes,
+			   struct item_attr *out)
+{
+	struct fs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct item_attr attr = { 0 };
+
+	attr.mode = mode;
+	attr.uid = ctx->uid;
+	attr.gid = ctx->gid;
+	attr.mtime_ns = clock_realtime_ns();
+	attr.ctime_ns = attr.mtime_ns;
+	attr.size = body_bytes;
+	*out = attr;
+	return router_put_item(fs->router, table, key, &attr, body, body_bytes, NULL, 0,
+			       ROUTER_COND_ABSENT, 0, out);
+}
+
+static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			dev_t rdev)
+{
+	struct fs *fs = fs_of(req);
+	struct inode_name parent_name;
+	struct router_table table;
+	struct item_attr attr;
+	int rc;
+
+	(void)rdev;
+	/* Only regular files are items; devices, fifos and sockets are not. */
+	rc = S_ISREG(mode) ? fs_parent_table(fs, parent, &parent_name, &table) : -EPERM;
+	if (rc == 0)
+		rc = fs_check_name(name);
+	if (rc == 0)
+		rc = fs_put_new_item(req, &table, name, S_IFREG | (mode & 07777), NULL, 0, &attr);
+	if (rc)
+		fs_reply_error(req, rc);
+	else
+		fs_reply_item_entry(req, parent_name.table, name, &attr);
+}
+
+static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct inode_name parent_name;
+	struct router_table table;
+	struct item_attr attr;
+	int rc;
+
+	rc = fs_parent_table(fs, parent, &parent_name, &table);
+	if (rc == 0)
+		rc = fs_check_name(name);
+	if (rc == 0)
+		rc = fs_put_new_item(req, &table, name, S_IFLNK | 0777, link, strlen(link), &attr);
+	if (rc)
+		fs_reply_error(req, rc);
+	else
+		fs_reply_item_entry(req, parent_name.table, name, &attr);
+}
+
+static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	/* An item has one name. */
+	fs_reply_error(req, -EPERM);
+}
+
+static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct inode_name parent_name;
+	struct router_table table;
+	int rc;
+
+	rc = fs_parent_table(fs, parent, &parent_name, &table);
+	if (rc == 0)
+		rc = fs_check_name(name);
+	if (rc == 0)
+		rc = router_delete_item(fs->router, &table, name);
+	if (rc == 0)
+		inode_mark_unlinked(fs->inodes, INODE_ITEM, parent_name.table, name);
+	fs_reply_status(req, rc);
+}
+
+static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct fs *fs = fs_of(req);
+	struct inode_name from, to;
+	struct router_table table;
+	int rc;
+
+	/* RENAME_EXCHANGE and RENAME_WHITEOUT have no meaning for items. */
+	if (flags & ~(unsigned int)RENAME_NOREPLACE) {
+		fs_reply_error(req, -EINVAL);
+		return;
+	}
+	rc = inode_get_name(fs->inodes, parent, &from);
+	if (rc == 0)
+		rc = inode_get_name(fs->inodes, newparent, &to);
+	if (rc == 0 && (from.kind == INODE_ITEM || to.kind == INODE_ITEM))
+		rc = -ENOTDIR;
+	/* Tables are not renamed, and items do not cross tables: EXDEV makes
+	 * mv copy and unlink by itself. */
+	if (rc == 0 && (from.kind == INODE_ROOT || to.kind == INODE_ROOT ||
+			strcmp(from.table, to.table) != 0))
+		rc = -EXDEV;
+	if (rc == 0 && (from.unlinked || to.unlinked))
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = fs_check_name(name);
+	if (rc == 0)
+		rc = fs_check_name(newname);
+	if (rc == 0 && strcmp(name, newname) == 0) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (rc == 0)
+		rc = router_get_table(fs->router, from.table, &table);
+	if (rc == 0)
+		rc = router_rename_item(fs->router, &table, name, newname,
+					flags & RENAME_NOREPLACE);
+	if (rc == 0)
+		rc = inode_rename(fs->inodes, from.table, name, newname);
+	fs_reply_status(req, rc);
+}
+
+/* ------------------------------------------------------------- open files */
+
+/* A handle on the stored item: its whole body, or with O_TRUNC (when
+ * writable) an empty dirty buffer that keeps the item's mode and owner. */
+static int fs_open_item(struct fs *fs, uint64_t number, const struct router_table *table,
+			const char *key, int flags, struct file_handle **out)
+{
+	bool truncate = (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY;
+	struct router_item item;
+	int rc;
+
+	rc = router_get_item(fs->router, table, key, truncate, &item);
+	if (rc)
+		return rc;
+	if (S_ISLNK(item.attr.mode)) {
+		/* The kernel follows symlinks itself; one reaching here was
+		 * made by another client between its lookup and this open. */
+		rc = -ELOOP;
+	} else if (truncate) {
+		item.attr.mtime_ns = clock_realtime_ns();
+		item.attr.ctime_ns = item.attr.mtime_ns;
+		rc = file_handle_new(fs->inodes, number, flags, &item.attr, NULL, 0, true, out);
+	} else {
+		rc = file_handle_new(fs->inodes, number, flags, &item.attr, item.body,
+				     item.body_bytes, false, out);
+	}
+	router_item_free(&item);
+	return rc;
+}
+
+static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			 struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct inode_name parent_name;
+	struct router_table table;
+	struct fuse_entry_param entry;
+	struct file_handle *handle = NULL;
+	struct item_attr attr;
+	bool existed = false;
+	uint64_t number;
+	int rc;
+
+	rc = fs_parent_table(fs, parent, &parent_name, &table);
+	if (rc == 0)
+		rc = fs_check_name(name);
+	/* Stored at once, empty, so the new file is visible and renamable
+	 * before its first write (editors and rsync rely on it). */
+	if (rc == 0)
+		rc = fs_put_new_item(req, &table, name, S_IFREG | (mode & 07777), NULL, 0, &attr);
+	if (rc == -EEXIST && !(fi->flags & O_EXCL)) {
+		existed = true;
+		rc = 0;
+	}
+	if (rc == 0)
+		rc = inode_ref(fs->inodes, INODE_ITEM, parent_name.table, name, &number);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	if (existed)
+		rc = fs_open_item(fs, number, &table, name, fi->flags, &handle);
+	else
+		rc = file_handle_new(fs->inodes, number, fi->flags, &attr, NULL, 0, false, &handle);
+	if (rc) {
+		inode_forget(fs->inodes, number, 1);
+		fs_reply_error(req, rc);
+		return;
+	}
+	fs_entry_init(fs, &entry);
+	entry.ino = number;
+	if (!handle_find_attr(fs->inodes, number, false, &attr))
+		file_handle_get_attr(handle, &attr);
+	fs_stat_item(&attr, number, false, &entry.attr);
+	fi->fh = (uintptr_t)handle;
+	fi->keep_cache = 0;
+	if (fuse_reply_create(req, &entry, fi)) {
+		/* The kernel never got it: no lookup, no open. */
+		file_handle_discard(handle, fs->inodes);
+		inode_forget(fs->inodes, number, 1);
+	}
+}
+
+static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct file_handle *handle = NULL;
+	struct router_table table;
+	struct inode_name name;
+	int rc;
+
+	rc = inode_get_name(fs->inodes, ino, &name);
+	if (rc == 0 && name.kind != INODE_ITEM)
+		rc = -EISDIR;
+	if (rc == 0 && name.unlinked)
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = router_get_table(fs->router, name.table, &table);
+	if (rc == 0)
+		rc = fs_open_item(fs, ino, &table, name.key, fi->flags, &handle);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	fi->fh = (uintptr_t)handle;
+	/* Drop cached pages: a reader sees the version loaded now. */
+	fi->keep_cache = 0;
+	if (fuse_reply_open(req, fi))
+		file_handle_discard(handle, fs->inodes);
+}
+
+static struct file_handle *fs_file_handle(const struct fuse_file_info *fi)
+{
+	return (struct file_handle *)(uintptr_t)fi->fh;
+}
+
+static int fs_reply_read(const void *data, size_t bytes, void *arg)
+{
+	return fuse_reply_buf(arg, data, bytes);
+}
+
+static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	if (off < 0) {
+		fs_reply_error(req, -EINVAL);
+		return;
+	}
+	file_handle_read(fs_file_handle(fi), (uint64_t)off, size, fs_reply_read, req);
+}
+
+static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	int rc;
+
+	(void)ino;
+	rc = file_handle_write(fs_file_handle(fi), off, buf, size, fs->item_max_bytes);
+	if (rc)
+		fs_reply_error(req, rc);
+	else
+		fuse_reply_write(req, size);
+}
+
+static void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+
+	(void)ino;
+	fs_reply_status(req, file_handle_flush(fs_file_handle(fi), fs->router, fs->inodes));
+}
+
+static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+
+	(void)ino;
+	(void)datasync;
+	fs_reply_status(req, file_handle_flush(fs_file_handle(fi), fs->router, fs->inodes));
+}
+
+static void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+
+	(void)ino;
+	file_handle_release(fs_file_handle(fi), fs->router, fs->inodes);
+	fuse_reply_err(req, 0);
+}
+
+/* ------------------------------------------------------------ directories */
+
+static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct dir_handle *handle = NULL;
+	struct router_table table;
+	struct inode_name name;
+	int rc;
+
+	rc = inode_get_name(fs->inodes, ino, &name);
+	if (rc == 0 && name.kind == INODE_ITEM)
+		rc = -ENOTDIR;
+	if (rc == 0 && name.unlinked)
+		rc = -ENOENT;
+	if (rc == 0 && name.kind == INODE_ROOT) {
+		rc = dir_handle_new(fs->inodes, ino, NULL, &handle);
+	} else if (rc == 0) {
+		rc = router_get_table(fs->router, name.table, &table);
+		if (rc == 0)
+			rc = dir_handle_new(fs->inodes, ino, &table, &handle);
+	}
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	fi->fh = (uintptr_t)handle;
+	fi->cache_readdir = 0;
+	fi->keep_cache = 0;
+	if (fuse_reply_open(req, fi))
+		dir_handle_free(handle, fs->inodes);
+}
+
+/* One readdir reply being built. */
+struct fs_fill {
+	fuse_req_t req;
+	struct fs *fs;
+	uint64_t dir_number;
+	const char *table;         /* the listed table; "" for the root */
+	bool plus;
+	char *buf;
+	size_t size, used;
+};
+
+static bool fs_fill_add(const struct dir_entry *dir_entry, void *arg)
+{
+	struct fs_fill *fill = arg;
+	struct fs *fs = fill->fs;
+	struct fuse_entry_param entry;
+	struct item_attr overlay;
+	const struct item_attr *attr;
+	size_t room = fill->size - fill->used, bytes;
+	uint64_t number = 0;
+	bool counted = false;
+
+	fs_entry_init(fs, &entry);
+	switch (dir_entry->type) {
+	case DIR_ENTRY_DOT:
+	case DIR_ENTRY_DOTDOT:
+		/* No lookup for these: the kernel does not link them. */
+		entry.attr.st_ino = dir_entry->type == DIR_ENTRY_DOT ? fill->dir_number :
+			INODE_ROOT_NUMBER;
+		entry.attr.st_mode = S_IFDIR;
+		break;
+	case DIR_ENTRY_TABLE:
+		if (fill->plus)
+			counted = inode_ref(fs->inodes, INODE_TABLE, dir_entry->name, "",
+					    &number) == 0;
+		else
+			number = inode_find(fs->inodes, INODE_TABLE, dir_entry->name, "");
+		if (!number)
+			number = fs_pseudo_number(dir_entry->name, "");
+		fs_stat_table(dir_entry->table, number, &entry.attr);
+		break;
+	case DIR_ENTRY_ITEM:
+		if (fill->plus)
+			counted = inode_ref(fs->inodes, INODE_ITEM, fill->table, dir_entry->name,
+					    &number) == 0;
+		else
+			number = inode_find(fs->inodes, INODE_ITEM, fill->table, dir_entry->name);
+		attr = &dir_entry->item->attr;
+		if (number && handle_find_attr(fs->inodes, number, false, &overlay))
+			attr = &overlay;
+		if (!number)
+			number = fs_pseudo_number(fill->table, dir_entry->name);
+		fs_stat_item(attr, number, false, &entry.attr);
+		break;
+	}
+	/* ino 0 in readdirplus: attributes without an inode reference. */
+	entry.ino = counted ? number : 0;
+	if (fill->plus)
+		bytes = fuse_add_direntry_plus(fill->req, fill->buf + fill->used, room,
+					       dir_entry->name, &entry, (off_t)dir_entry->offset);
+	else
+		bytes = fuse_add_direntry(fill->req, fill->buf + fill->used, room, dir_entry->name,
+					  &entry.attr, (off_t)dir_entry->offset);
+	if (bytes > room) {
+		/* Not sent, so not looked up. */
+		if (counted)
+			inode_forget(fs->inodes, number, 1);
+		return false;
+	}
+	fill->used += bytes;
+	return true;
+}
+
+static void fs_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			      struct fuse_file_info *fi, bool plus)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_fill fill = { .req = req, .fs = fs, .dir_number = ino, .plus = plus,
+				.size = size };
+	struct inode_name name;
+	int rc;
+
+	if (off < 0) {
+		fs_reply_error(req, -EINVAL);
+		return;
+	}
+	rc = inode_get_name(fs->inodes, ino, &name);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	fill.table = name.table;
+	fill.buf = malloc(size ? size : 1);
+	if (!fill.buf) {
+		fs_reply_error(req, -ENOMEM);
+		return;
+	}
+	rc = dir_handle_fill((struct dir_handle *)(uintptr_t)fi->fh, fs->router, (uint64_t)off,
+			     fs_fill_add, &fill);
+	/* Entries already placed are sent; the next call meets the error. */
+	if (rc && fill.used == 0)
+		fs_reply_error(req, rc);
+	else
+		fuse_reply_buf(req, fill.buf, fill.used);
+	free(fill.buf);
+}
+
+static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			  struct fuse_file_info *fi)
+{
+	fs_readdir_common(req, ino, size, off, fi, false);
+}
+
+static void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			      struct fuse_file_info *fi)
+{
+	fs_readdir_common(req, ino, size, off, fi, true);
+}
+
+static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	dir_handle_free((struct dir_handle *)(uintptr_t)fi->fh, fs_of(req)->inodes);
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			   struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	/* Tables and their listings are durable as soon as made. */
+	fuse_reply_err(req, 0);
+}
+
+/* ----------------------------------------------------------------- statfs */
+
+static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	struct router_cluster_stats stats;
+	struct statvfs st;
+	size_t inodes_used;
+	int rc;
+
+	(void)ino;
+	rc = router_cluster_stats(fs->router, &stats);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	memset(&st, 0, sizeof(st));
+	st.f_bsize = FS_BLOCK_BYTES;
+	st.f_frsize = FS_BLOCK_BYTES;
+	st.f_blocks = stats.capacity_bytes / FS_BLOCK_BYTES;
+	st.f_bfree = (stats.free_bytes < stats.capacity_bytes ? stats.free_bytes :
+		      stats.capacity_bytes) / FS_BLOCK_BYTES;
+	st.f_bavail = st.f_bfree;
+	inodes_used = inode_count(fs->inodes);
+	st.f_files = FS_FILES_TOTAL;
+	st.f_ffree = FS_FILES_TOTAL - (inodes_used < FS_FILES_TOTAL ? inodes_used : 0);
+	st.f_favail = st.f_ffree;
+	st.f_namemax = KEY_NAME_MAX_BYTES;
+	fuse_reply_statfs(req, &st);
+}
+
+/* ----------------------------------------------------------------- xattrs */
+
+static bool fs_xattr_is_user(const char *name)
+{
+	return strncmp(name, "user.", 5) == 0;
+}
+
+/* The stored item of an inode, metadata and xattrs only. */
+static int fs_get_item_meta(struct fs *fs, fuse_ino_t ino, struct router_item *item)
+{
+	struct router_table table;
+	struct inode_name name;
+	int rc;
+
+	rc = inode_get_name(fs->inodes, ino, &name);
+	if (rc)
+		return rc;
+	if (name.kind != INODE_ITEM)
+		return -ENOTDIR;
+	if (name.unlinked)
+		return -ENOENT;
+	rc = router_get_table(fs->router, name.table, &table);
+	if (rc)
+		return rc;
+	return router_get_item(fs->router, &table, name.key, true, item);
+}
+
+static int fs_update_item_xattr(struct fs *fs, fuse_ino_t ino, struct router_update *update)
+{
+	struct router_table table;
+	struct inode_name name;
+	struct item_attr attr;
+	int rc;
+
+	rc = inode_get_name(fs->inodes, ino, &name);
+	if (rc)
+		return rc;
+	if (name.unlinked)
+		return -ENOENT;
+	rc = router_get_table(fs->router, name.table, &table);
+	if (rc)
+		return rc;
+	update->set_ctime = true;
+	update->ctime_ns = clock_realtime_ns();
+	return router_update_item(fs->router, &table, name.key, update, &attr);
+}
+
+static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			   size_t size, int flags)
+{
+	struct fs *fs = fs_of(req);
+	struct inode_name inode_name;
+	struct router_update update = { 0 };
+	struct item_xattr xattr;
+	int rc;
+
+	if (!fs_xattr_is_user(name)) {
+		fs_reply_error(req, -ENOTSUP);
+		return;
+	}
+	if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) {
+		fs_reply_error(req, -EINVAL);
+		return;
+	}
+	rc = inode_get_name(fs->inodes, ino, &inode_name);
+	if (rc == 0 && inode_name.kind != INODE_ITEM)
+		rc = -ENOTSUP;
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	xattr.name = (char *)name;
+	xattr.value = (void *)value;
+	xattr.value_bytes = size;
+	update.set_xattr = &xattr;
+	update.set_xattr_flags = flags;
+	fs_reply_status(req, fs_update_item_xattr(fs, ino, &update));
+}
+
+static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	struct router_item item;
+	const struct item_xattr *found = NULL;
+	size_t i;
+	int rc;
+
+	/* Answered here, with no round trip: the kernel asks for
+	 * security.capability before every write. */
+	if (!fs_xattr_is_user(name)) {
+		fs_reply_error(req, -ENODATA);
+		return;
+	}
+	rc = fs_get_item_meta(fs, ino, &item);
+	if (rc == -ENOTDIR)
+		rc = -ENODATA;
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	for (i = 0; i < item.xattr_count && !found; i++) {
+		if (item.xattrs[i].name && strcmp(item.xattrs[i].name, name) == 0)
+			found = &item.xattrs[i];
+	}
+	if (!found)
+		fs_reply_error(req, -ENODATA);
+	else if (size == 0)
+		fuse_reply_xattr(req, found->value_bytes);
+	else if (size < found->value_bytes)
+		fs_reply_error(req, -ERANGE);
+	else
+		fuse_reply_buf(req, found->value, found->value_bytes);
+	router_item_free(&item);
+}
+
+static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	struct router_item item;
+	size_t total = 0, used = 0, i;
+	char *list;
+	int rc;
+
+	rc = fs_get_item_meta(fs, ino, &item);
+	if (rc == -ENOTDIR) {
+		/* Directories hold no xattrs. */
+		if (size == 0)
+			fuse_reply_xattr(req, 0);
+		else
+			fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	for (i = 0; i < item.xattr_count; i++) {
+		if (item.xattrs[i].name)
+			total += strlen(item.xattrs[i].name) + 1;
+	}
+	if (size == 0) {
+		fuse_reply_xattr(req, total);
+	} else if (size < total) {
+		fs_reply_error(req, -ERANGE);
+	} else {
+		list = malloc(total ? total : 1);
+		if (!list) {
+			fs_reply_error(req, -ENOMEM);
+		} else {
+			for (i = 0; i < item.xattr_count; i++) {
+				size_t bytes;
+
+				if (!item.xattrs[i].name)
+					continue;
+				bytes = strlen(item.xattrs[i].name) + 1;
+				memcpy(list + used, item.xattrs[i].name, bytes);
+				used += bytes;
+			}
+			fuse_reply_buf(req, list, used);
+			free(list);
+		}
+	}
+	router_item_free(&item);
+}
+
+static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct inode_name inode_name;
+	struct router_update update = { 0 };
+	int rc;
+
+	if (!fs_xattr_is_user(name)) {
+		fs_reply_error(req, -ENODATA);
+		return;
+	}
+	rc = inode_get_name(fs->inodes, ino, &inode_name);
+	if (rc == 0 && inode_name.kind != INODE_ITEM)
+		rc = -ENODATA;
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	update.remove_xattr = name;
+	fs_reply_status(req, fs_update_item_xattr(fs, ino, &update));
+}
+
+/* ------------------------------------------------------------------ serve */
+
+static const struct fuse_lowlevel_ops fs_ops = {
+	.init = fs_op_init,
+	.lookup = fs_op_lookup,
+	.forget = fs_op_forget,
+	.forget_multi = fs_op_forget_multi,
+	.getattr = fs_op_getattr,
+	.setattr = fs_op_setattr,
+	.readlink = fs_op_readlink,
+	.mknod = fs_op_mknod,
+	.mkdir = fs_op_mkdir,
+	.unlink = fs_op_unlink,
+	.rmdir = fs_op_rmdir,
+	.symlink = fs_op_symlink,
+	.rename = fs_op_rename,
+	.link = fs_op_link,
+	.open = fs_op_open,
+	.read = fs_op_read,
+	.write = fs_op_write,
+	.flush = fs_op_flush,
+	.release = fs_op_release,
+	.fsync = fs_op_fsync,
+	.opendir = fs_op_opendir,
+	.readdir = fs_op_readdir,
+	.readdirplus = fs_op_readdirplus,
+	.releasedir = fs_op_releasedir,
+	.fsyncdir = fs_op_fsyncdir,
+	.statfs = fs_op_statfs,
+	.setxattr = fs_op_setxattr,
+	.getxattr = fs_op_getxattr,
+	.listxattr = fs_op_listxattr,
+	.removexattr = fs_op_removexattr,
+	.create = fs_op_create,
+};
+
+/* Runs the session until unmount or a signal; the mount is in place. */
+static int fs_run_loop(struct fuse_session *session, const struct fs_config *config)
+{
+	struct fuse_loop_config *loop = fuse_loop_cfg_create();
+	int rc;
+
+	if (!loop)
+		return -ENOMEM;
+	if (config->max_threads > 0) {
+		fuse_loop_cfg_set_max_threads(loop, (unsigned int)config->max_threads);
+		fuse_loop_cfg_set_idle_threads(loop, (unsigned int)config->max_threads);
+	}
+	rc = fuse_session_loop_mt(session, loop);
+	fuse_loop_cfg_destroy(loop);
+	if (rc < 0) {
+		log_error("FUSE session ended with an error: %s", strerror(-rc));
+		return rc;
+	}
+	if (rc > 0)
+		log_info("signal %d: unmounting %s", rc, config->mountpoint);
+	return 0;
+}
+
+int fs_serve(struct router *router, const struct fs_config *config, fs_mounted_fn on_mounted,
+	     void *arg)
+{
+	struct fs fs = { 0 };
+	struct handle_shutdown shutdown;
+	struct fuse_session *session;
+	char program[] = "quorumfs";
+	char option_flag[] = "-o";
+	char debug_flag[] = "-d";
+	char options[128];
+	char *argv[5];
+	int argc = 0, rc;
+	struct fuse_args args;
+
+	fs.router = router;
+	fs.uid = (uint32_t)getuid();
+	fs.gid = (uint32_t)getgid();
+	fs.mount_time_ns = clock_realtime_ns();
+	fs.cache_timeout_s = config->eventual ? FS_TIMEOUT_EVENTUAL_S : FS_TIMEOUT_STRONG_S;
+	fs.item_max_bytes = router_item_max_bytes(router);
+	rc = inode_table_new(&fs.inodes);
+	if (rc)
+		return rc;
+
+	snprintf(options, sizeof(options), "fsname=quorumfs,subtype=quorumfs%s",
+		 config->allow_other ? ",allow_other,default_permissions" : "");
+	argv[argc++] = program;
+	argv[argc++] = option_flag;
+	argv[argc++] = options;
+	if (config->debug)
+		argv[argc++] = debug_flag;
+	argv[argc] = NULL;
+	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+
+	session = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
+	if (!session) {
+		log_error("cannot start a FUSE session for %s", config->mountpoint);
+		rc = -EINVAL;
+		goto out_inodes;
+	}
+	if (fuse_set_signal_handlers(session) != 0) {
+		log_error("cannot install the signal handlers");
+		rc = -EIO;
+		goto out_session;
+	}
+	if (fuse_session_mount(session, config->mountpoint) != 0) {
+		log_error("cannot mount %s (is it an empty directory, and /dev/fuse usable?)",
+			  config->mountpoint);
+		rc = -EIO;
+		goto out_handlers;
+	}
+	log_info("mounted %s (item limit %" PRIu64 " bytes, cache %.0f s)", config->mountpoint,
+		 fs.item_max_bytes, fs.cache_timeout_s);
+	if (on_mounted)
+		on_mounted(arg);
+	rc = fs_run_loop(session, config);
+	fuse_remove_signal_handlers(session);
+	fuse_session_unmount(session);
+	fuse_session_destroy(session);
+	goto out_inodes;
+
+out_handlers:
+	fuse_remove_signal_handlers(session);
+out_session:
+	fuse_session_destroy(session);
+out_inodes:
+	fuse_opt_free_args(&args);
+	shutdown.router = router;
+	shutdown.inodes = fs.inodes;
+	inode_table_free(fs.inodes, handle_release_link, &shutdown);
+	return rc;
+}

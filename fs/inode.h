@@ -1,0 +1,93 @@
+/* inode.h: the inode table of the mount. Maps FUSE inode numbers to what
+ * they name (the root, a table, or an item of a table) and back, and keeps
+ * the kernel's lookup count of each inode plus the handles open on it.
+ *
+ * Life cycle (as in libfuse's passthrough_ll): every reply that hands an
+ * inode to the kernel (lookup, readdirplus entry, create, mkdir, symlink,
+ * mknod) counts one lookup; forget subtracts. An inode is freed when its
+ * lookup count is 0 and no handle is attached. Inode numbers grow and are
+ * never reused within a mount, so a stale number can never name another
+ * file. The root (FUSE_ROOT_ID) lives as long as the table.
+ *
+ * An inode removed by unlink, rmdir or by a rename onto its name is
+ * "unlinked": it leaves the name index (a new file of that name gets a new
+ * inode) but lives on until forgotten and closed.
+ *
+ * All functions are thread-safe (one mutex). Handle callbacks of
+ * inode_visit_handles run under that mutex and must not call back into
+ * the table. */
+#ifndef QUORUM_FS_INODE_H
+#define QUORUM_FS_INODE_H
+
+#include "cluster/keys.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define INODE_ROOT_NUMBER 1
+
+enum inode_kind {
+	INODE_ROOT,
+	INODE_TABLE,
+	INODE_ITEM,
+};
+
+/* A handle attached to an inode, embedded in the handle's own struct; the
+ * inode table only links it (it never allocates or frees one). */
+struct inode_link {
+	struct inode_link *next;
+	bool is_directory;         /* a directory handle, not an open file */
+};
+
+/* What an inode names, copied out under the lock. */
+struct inode_name {
+	enum inode_kind kind;
+	bool unlinked;
+	char table[KEY_NAME_MAX_BYTES + 1];  /* "" for the root */
+	char key[KEY_NAME_MAX_BYTES + 1];    /* "" for the root and tables */
+};
+
+struct inode_table;
+
+int inode_table_new(struct inode_table **out);
+/* Frees every inode. First release_link (may be NULL) is called, without
+ * the lock held, for each handle still attached; it must detach the handle
+ * (inode_detach_handle) and may use the table meanwhile. */
+void inode_table_free(struct inode_table *inodes,
+		      void (*release_link)(struct inode_link *link, void *arg), void *arg);
+
+/* Finds or creates the inode of (kind, table, key) and counts one lookup.
+ * key is ignored for tables; the root is always INODE_ROOT_NUMBER. */
+int inode_ref(struct inode_table *inodes, enum inode_kind kind, const char *table,
+	      const char *key, uint64_t *number);
+/* The number of a live inode of that name, or 0; counts nothing. */
+uint64_t inode_find(struct inode_table *inodes, enum inode_kind kind, const char *table,
+		    const char *key);
+/* Subtracts count lookups; frees the inode when nothing holds it. */
+void inode_forget(struct inode_table *inodes, uint64_t number, uint64_t count);
+
+/* -ENOENT when the number is unknown (a kernel that forgot it). */
+int inode_get_name(struct inode_table *inodes, uint64_t number, struct inode_name *out);
+
+/* The inode that names (kind, table, key), if any, becomes unlinked. */
+void inode_mark_unlinked(struct inode_table *inodes, enum inode_kind kind, const char *table,
+			 const char *key);
+/* Item from becomes item to inside one table; an inode that named to
+ * becomes unlinked. */
+int inode_rename(struct inode_table *inodes, const char *table, const char *from,
+		 const char *to);
+
+/* Attaches a handle to a live inode (-ENOENT when unknown). */
+int inode_attach_handle(struct inode_table *inodes, uint64_t number, struct inode_link *link);
+/* Detaches it; frees the inode when nothing else holds it. */
+void inode_detach_handle(struct inode_table *inodes, uint64_t number, struct inode_link *link);
+/* Calls visit for every open-file handle (not directory handles) of the
+ * inode, under the table's lock. */
+void inode_visit_handles(struct inode_table *inodes, uint64_t number,
+			 void (*visit)(struct inode_link *link, void *arg), void *arg);
+
+/* How many inodes exist (the root included), for statistics and tests. */
+size_t inode_count(struct inode_table *inodes);
+
+#endif
