@@ -101,6 +101,7 @@ static void meta_handle_register(struct meta *meta, const Quorum__RegisterNodeRe
 static void meta_handle_heartbeat(struct meta *meta, const Quorum__HeartbeatRequest *request,
 				  Quorum__Response *response, struct arena *arena)
 {
+	Quorum__HeartbeatResponse *result;
 	char why[CATALOG_WHY_BYTES] = "";
 	int err;
 
@@ -108,8 +109,18 @@ static void meta_handle_heartbeat(struct meta *meta, const Quorum__HeartbeatRequ
 				     request->has_capacity_bytes, request->capacity_bytes,
 				     request->has_free_bytes, request->free_bytes,
 				     clock_monotonic_ms(), why);
-	if (err < 0)
+	if (err < 0) {
 		meta_fail(response, arena, err, why);
+		return;
+	}
+	result = arena_alloc(arena, sizeof(*result));
+	if (!result) {
+		meta_fail(response, arena, -ENOMEM, "out of memory");
+		return;
+	}
+	quorum__heartbeat_response__init(result);
+	response->result_case = QUORUM__RESPONSE__RESULT_HEARTBEAT;
+	response->heartbeat = result;
 }
 
 static void meta_answer_table(Quorum__Response *response, struct arena *arena, int err,
