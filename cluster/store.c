@@ -18,6 +18,7 @@
 #include "cluster/log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -39,6 +40,7 @@ struct store {
 	leveldb_readoptions_t *read_options;
 	leveldb_readoptions_t *scan_options;
 	leveldb_writeoptions_t *write_options;
+	leveldb_writeoptions_t *nosync_options;	/* applies before the last of a batch */
 	_Atomic uint64_t item_max_bytes;
 	pthread_mutex_t stripes[STORE_STRIPE_COUNT];
 };
@@ -186,9 +188,54 @@ static int store_read(struct store *store, const struct store_key *key, struct a
 	return err;
 }
 
-/* Seals and writes record at key, synced before it returns. */
+/* A replication group's applied-state record, written in the same LevelDB batch as the item
+ * change of a committed command (see store_group_apply). */
+struct store_group_write {
+	uint8_t key[STORE_GROUP_KEY_BYTES];
+	uint8_t value[STORE_GROUP_VALUE_BYTES_MAX];
+	size_t value_bytes;
+	bool sync;
+	bool written;		/* the batch went to LevelDB */
+};
+
+/* Writes a batch: the change (put when value, delete when not) and, with gw, the group's
+ * applied state. Without gw, a plain synced write as before. */
+static int store_write_batch(struct store *store, const struct store_key *key,
+			     const uint8_t *value, size_t value_bytes,
+			     struct store_group_write *gw, char **error)
+{
+	leveldb_writebatch_t *batch;
+
+	if (!gw) {
+		if (value)
+			leveldb_put(store->db, store->write_options, (const char *)key->bytes,
+				    key->size_bytes, (const char *)value, value_bytes, error);
+		else
+			leveldb_delete(store->db, store->write_options, (const char *)key->bytes,
+				       key->size_bytes, error);
+		return 0;
+	}
+	batch = leveldb_writebatch_create();
+	if (!batch)
+		return -ENOMEM;
+	if (key && value)
+		leveldb_writebatch_put(batch, (const char *)key->bytes, key->size_bytes,
+				       (const char *)value, value_bytes);
+	else if (key)
+		leveldb_writebatch_delete(batch, (const char *)key->bytes, key->size_bytes);
+	leveldb_writebatch_put(batch, (const char *)gw->key, sizeof(gw->key),
+			       (const char *)gw->value, gw->value_bytes);
+	leveldb_write(store->db, gw->sync ? store->write_options : store->nosync_options, batch,
+		      error);
+	leveldb_writebatch_destroy(batch);
+	if (!*error)
+		gw->written = true;
+	return 0;
+}
+
+/* Seals and writes record at key, synced before it returns (with gw: in gw's batch). */
 static int store_write(struct store *store, const struct store_key *key,
-		       Quorum__ItemRecord *record)
+		       Quorum__ItemRecord *record, struct store_group_write *gw)
 {
 	char text[STORE_KEY_TEXT_BYTES];
 	char *error = NULL;
@@ -200,9 +247,10 @@ static int store_write(struct store *store, const struct store_key *key,
 	err = item_encode(record, &value, &value_bytes);
 	if (err < 0)
 		return err;
-	leveldb_put(store->db, store->write_options, (const char *)key->bytes, key->size_bytes,
-		    (const char *)value, value_bytes, &error);
+	err = store_write_batch(store, key, value, value_bytes, gw, &error);
 	free(value);
+	if (err < 0)
+		return err;
 	if (error) {
 		store_describe_key(key->bytes, key->size_bytes, text, sizeof(text));
 		log_error("%s: write failed: %s", text, error);
@@ -382,6 +430,8 @@ int store_open(const char *dir, struct store **out)
 	leveldb_readoptions_set_fill_cache(store->scan_options, 0);
 	store->write_options = leveldb_writeoptions_create();
 	leveldb_writeoptions_set_sync(store->write_options, 1);
+	store->nosync_options = leveldb_writeoptions_create();
+	leveldb_writeoptions_set_sync(store->nosync_options, 0);
 	atomic_init(&store->item_max_bytes, ITEM_DEFAULT_MAX_BYTES);
 
 	store->db = leveldb_open(store->options, dir, &error);
@@ -416,6 +466,7 @@ void store_close(struct store *store)
 			pthread_mutex_destroy(&store->stripes[i]);
 	}
 	leveldb_writeoptions_destroy(store->write_options);
+	leveldb_writeoptions_destroy(store->nosync_options);
 	leveldb_readoptions_destroy(store->scan_options);
 	leveldb_readoptions_destroy(store->read_options);
 	leveldb_options_destroy(store->options);
@@ -500,8 +551,9 @@ int store_get(struct store *store, const Quorum__ItemKey *key, bool meta_only,
 
 /* --------------------------------------------------------------- put */
 
-int store_put(struct store *store, const Quorum__PutItemRequest *request, struct arena *arena,
-	      Quorum__ItemMeta **meta)
+static int store_put_at(struct store *store, const Quorum__PutItemRequest *request,
+			struct arena *arena, Quorum__ItemMeta **meta,
+			struct store_group_write *gw)
 {
 	Quorum__ItemRecord record = QUORUM__ITEM_RECORD__INIT;
 	Quorum__ItemMeta new_meta = QUORUM__ITEM_META__INIT;
@@ -573,7 +625,7 @@ int store_put(struct store *store, const Quorum__PutItemRequest *request, struct
 		record.n_xattrs = request->n_xattrs;
 		record.xattrs = xattrs;
 	}
-	err = store_write(store, &key, &record);
+	err = store_write(store, &key, &record, gw);
 unlock:
 	pthread_mutex_unlock(stripe);
 	if (err == 0) {
@@ -588,7 +640,8 @@ out:
 
 /* ------------------------------------------------------------ delete */
 
-int store_delete(struct store *store, const Quorum__DeleteItemRequest *request)
+static int store_delete_at(struct store *store, const Quorum__DeleteItemRequest *request,
+			   struct store_group_write *gw)
 {
 	char text[STORE_KEY_TEXT_BYTES];
 	Quorum__ItemRecord *old = NULL;
@@ -622,8 +675,9 @@ int store_delete(struct store *store, const Quorum__DeleteItemRequest *request)
 	}
 	if (err < 0)
 		goto unlock;
-	leveldb_delete(store->db, store->write_options, (const char *)key.bytes, key.size_bytes,
-		       &error);
+	err = store_write_batch(store, &key, NULL, 0, gw, &error);
+	if (err < 0)
+		goto unlock;
 	if (error) {
 		store_describe_key(key.bytes, key.size_bytes, text, sizeof(text));
 		log_error("%s: delete failed: %s", text, error);
@@ -745,8 +799,9 @@ static int store_update_size(Quorum__ItemRecord *record, uint64_t size_bytes,
 	return 0;
 }
 
-int store_update(struct store *store, const Quorum__UpdateItemRequest *request,
-		 struct arena *arena, Quorum__ItemMeta **meta)
+static int store_update_at(struct store *store, const Quorum__UpdateItemRequest *request,
+			   struct arena *arena, Quorum__ItemMeta **meta,
+			   struct store_group_write *gw)
 {
 	Quorum__ItemRecord *record = NULL;
 	Quorum__ItemMeta *result;
@@ -795,7 +850,7 @@ int store_update(struct store *store, const Quorum__UpdateItemRequest *request,
 	}
 	record->meta->version++;
 	record->format = ITEM_RECORD_FORMAT;
-	err = store_write(store, &key, record);
+	err = store_write(store, &key, record, gw);
 unlock:
 	pthread_mutex_unlock(stripe);
 	if (err == 0) {
@@ -805,6 +860,23 @@ unlock:
 	}
 	arena_free(scratch);
 	return err;
+}
+
+int store_put(struct store *store, const Quorum__PutItemRequest *request, struct arena *arena,
+	      Quorum__ItemMeta **meta)
+{
+	return store_put_at(store, request, arena, meta, NULL);
+}
+
+int store_delete(struct store *store, const Quorum__DeleteItemRequest *request)
+{
+	return store_delete_at(store, request, NULL);
+}
+
+int store_update(struct store *store, const Quorum__UpdateItemRequest *request,
+		 struct arena *arena, Quorum__ItemMeta **meta)
+{
+	return store_update_at(store, request, arena, meta, NULL);
 }
 
 /* -------------------------------------------------------------- scan */
@@ -966,4 +1038,430 @@ int store_scan(struct store *store, const Quorum__ScanRequest *request, struct a
 		return err;
 	*out = response;
 	return 0;
+}
+
+/* ------------------------------------------------ replication groups */
+
+static void store_group_key(uint8_t out[STORE_GROUP_KEY_BYTES], uint64_t table_id,
+			    uint64_t partition_id)
+{
+	out[0] = 'g';
+	key_put_u64(out + 1, table_id);
+	key_put_u64(out + 9, partition_id);
+}
+
+static void store_le_put(uint8_t *out, uint64_t value, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		out[i] = (uint8_t)(value >> (8 * i));
+}
+
+static uint64_t store_le_get(const uint8_t *in, int bytes)
+{
+	uint64_t value = 0;
+
+	for (int i = 0; i < bytes; i++)
+		value |= (uint64_t)in[i] << (8 * i);
+	return value;
+}
+
+/* Encodes the applied state; returns its size. */
+static size_t store_group_value(uint8_t *out, uint64_t applied_slot, const uint32_t *members,
+				size_t member_count)
+{
+	out[0] = STORE_GROUP_FORMAT;
+	store_le_put(out + 1, applied_slot, 8);
+	store_le_put(out + 9, member_count, 4);
+	for (size_t i = 0; i < member_count; i++)
+		store_le_put(out + 13 + 4 * i, members[i], 4);
+	return 13 + 4 * member_count;
+}
+
+static int store_group_value_decode(const uint8_t *value, size_t value_bytes,
+				    uint64_t *applied_slot, uint32_t *members,
+				    size_t *member_count)
+{
+	size_t count;
+
+	if (value_bytes < 13 || value[0] != STORE_GROUP_FORMAT)
+		return -EIO;
+	count = (size_t)store_le_get(value + 9, 4);
+	if (count > PAXOS_MEMBERS_MAX || value_bytes != 13 + 4 * count)
+		return -EIO;
+	*applied_slot = store_le_get(value + 1, 8);
+	for (size_t i = 0; i < count; i++)
+		members[i] = (uint32_t)store_le_get(value + 13 + 4 * i, 4);
+	*member_count = count;
+	return 0;
+}
+
+int store_group_state(struct store *store, uint64_t table_id, uint64_t partition_id,
+		      uint64_t *applied_slot, uint32_t *members, size_t *member_count)
+{
+	uint8_t key[STORE_GROUP_KEY_BYTES];
+	char *error = NULL;
+	size_t value_bytes = 0;
+	char *value;
+	int err;
+
+	*applied_slot = 0;
+	*member_count = 0;
+	store_group_key(key, table_id, partition_id);
+	value = leveldb_get(store->db, store->read_options, (const char *)key, sizeof(key),
+			    &value_bytes, &error);
+	if (error) {
+		log_error("group %" PRIu64 "/%" PRIu64 ": reading the applied state failed: %s",
+			  table_id, partition_id, error);
+		leveldb_free(error);
+		leveldb_free(value);
+		return -EIO;
+	}
+	if (!value)
+		return 0;
+	err = store_group_value_decode((const uint8_t *)value, value_bytes, applied_slot, members,
+				       member_count);
+	leveldb_free(value);
+	if (err < 0)
+		log_error("group %" PRIu64 "/%" PRIu64 ": the applied state is damaged", table_id,
+			  partition_id);
+	return err;
+}
+
+/* A CONFIG entry's member list (paxos_config_encode's format, decoded here so the store
+ * links without the core). The core validated it; a malformed one leaves the list as is. */
+static void store_group_config_decode(const uint8_t *value, size_t value_bytes,
+				      uint32_t *members, size_t *member_count)
+{
+	size_t count;
+
+	if (value_bytes < 4)
+		return;
+	count = (size_t)store_le_get(value, 4);
+	if (count == 0 || count > PAXOS_MEMBERS_MAX || value_bytes != 4 + 4 * count)
+		return;
+	for (size_t i = 0; i < count; i++)
+		members[i] = (uint32_t)store_le_get(value + 4 + 4 * i, 4);
+	*member_count = count;
+}
+
+/* Packs meta into the entry's result bytes. */
+static void store_group_result(struct group_apply *a, const Quorum__ItemMeta *meta)
+{
+	size_t size_bytes = quorum__item_meta__get_packed_size(meta);
+
+	if (size_bytes <= sizeof(a->result))
+		a->result_bytes = quorum__item_meta__pack(meta, a->result);
+}
+
+/* Applies one decoded command in gw's batch; the outcome goes to a->status. */
+static void store_group_command(struct store *store, const Quorum__GroupCommand *command,
+				struct store_group_write *gw, struct arena *arena,
+				struct group_apply *a)
+{
+	Quorum__ItemMeta *meta = NULL;
+	Quorum__UpdateItemRequest update;
+
+	switch (command->op_case) {
+	case QUORUM__GROUP_COMMAND__OP_PUT_ITEM:
+		a->status = store_put_at(store, command->put_item, arena, &meta, gw);
+		break;
+	case QUORUM__GROUP_COMMAND__OP_DELETE_ITEM:
+		a->status = store_delete_at(store, command->delete_item, gw);
+		break;
+	case QUORUM__GROUP_COMMAND__OP_UPDATE_ITEM:
+		/* Time comes from the proposer: every replica stamps the same ctime. */
+		update = *command->update_item;
+		if (!update.has_ctime_ns) {
+			update.has_ctime_ns = true;
+			update.ctime_ns = command->now_ns;
+		}
+		a->status = store_update_at(store, &update, arena, &meta, gw);
+		break;
+	default:
+		a->status = -EINVAL;
+		break;
+	}
+	if (a->status == 0 && meta)
+		store_group_result(a, meta);
+}
+
+int store_group_apply(struct store_group *group, struct group_apply *entries, size_t count)
+{
+	struct store *store = group->store;
+	uint32_t members[PAXOS_MEMBERS_MAX];
+	size_t member_count;
+	uint64_t applied_slot;
+	int err;
+
+	/* Members carry over from entry to entry; a CONFIG entry replaces them. */
+	err = store_group_state(store, group->table_id, group->partition_id, &applied_slot,
+				members, &member_count);
+	if (err < 0)
+		return err;
+	for (size_t i = 0; i < count; i++) {
+		struct group_apply *a = &entries[i];
+		struct store_group_write gw;
+		char *error = NULL;
+
+		if (a->slot <= applied_slot)
+			continue;	/* already in the store (a crash before the WAL knew) */
+		if (a->type == PAXOS_ENTRY_CONFIG)
+			store_group_config_decode(a->command, a->command_bytes, members,
+						  &member_count);
+		memset(&gw, 0, sizeof(gw));
+		store_group_key(gw.key, group->table_id, group->partition_id);
+		gw.value_bytes = store_group_value(gw.value, a->slot, members, member_count);
+		gw.sync = i + 1 == count;
+		a->status = 0;
+		a->result_bytes = 0;
+		if (a->type == PAXOS_ENTRY_NORMAL) {
+			struct arena *arena = arena_new();
+			Quorum__GroupCommand *command;
+
+			if (!arena)
+				return -ENOMEM;
+			command = quorum__group_command__unpack(arena_protobuf_allocator(arena),
+								a->command_bytes, a->command);
+			if (!command || command->version < 1)
+				a->status = -EINVAL;
+			else
+				store_group_command(store, command, &gw, arena, a);
+			arena_free(arena);
+			/* An I/O failure of the item write is the store's, not the command's. */
+			if (a->status == -EIO || a->status == -ENOMEM)
+				return a->status;
+		}
+		if (!gw.written) {
+			/* Nothing changed (a refused or empty command, a no-op): the applied
+			 * slot still moves, alone. */
+			err = store_write_batch(store, NULL, NULL, 0, &gw, &error);
+			if (err < 0)
+				return err;
+			if (error) {
+				log_error("group %" PRIu64 "/%" PRIu64 ": apply failed: %s",
+					  group->table_id, group->partition_id, error);
+				leveldb_free(error);
+				return -EIO;
+			}
+		}
+		applied_slot = a->slot;
+	}
+	return 0;
+}
+
+/* Calls fn for every item of the group's hash range, in order. */
+static int store_group_items(struct store_group *group,
+			     int (*fn)(void *ctx, const uint8_t *key, size_t key_bytes,
+				       const uint8_t *value, size_t value_bytes),
+			     void *ctx)
+{
+	leveldb_iterator_t *it;
+	uint8_t start[17];
+	char *error = NULL;
+	int err = 0;
+
+	key_encode_hash_start(start, group->table_id, group->hash_first);
+	it = leveldb_create_iterator(group->store->db, group->store->scan_options);
+	if (!it)
+		return -ENOMEM;
+	for (leveldb_iter_seek(it, (const char *)start, sizeof(start));
+	     err == 0 && leveldb_iter_valid(it); leveldb_iter_next(it)) {
+		size_t key_bytes, value_bytes;
+		const uint8_t *key = (const uint8_t *)leveldb_iter_key(it, &key_bytes);
+		const uint8_t *value = (const uint8_t *)leveldb_iter_value(it, &value_bytes);
+
+		if (key_bytes < 17 || key[0] != KEY_STORAGE_PREFIX ||
+		    key_get_u64(key + 1) != group->table_id ||
+		    key_get_u64(key + 9) > group->hash_last)
+			break;
+		err = fn(ctx, key, key_bytes, value, value_bytes);
+	}
+	leveldb_iter_get_error(it, &error);
+	leveldb_iter_destroy(it);
+	if (error) {
+		log_error("group %" PRIu64 "/%" PRIu64 ": reading items failed: %s",
+			  group->table_id, group->partition_id, error);
+		leveldb_free(error);
+		return -EIO;
+	}
+	return err;
+}
+
+struct store_snapshot_buf {
+	uint8_t *bytes;
+	size_t size_bytes;
+	size_t cap_bytes;
+};
+
+static int store_snapshot_append(struct store_snapshot_buf *b, const void *data, size_t size)
+{
+	if (b->size_bytes + size > b->cap_bytes) {
+		size_t cap = b->cap_bytes ? b->cap_bytes : 4096;
+		uint8_t *p;
+
+		while (cap < b->size_bytes + size)
+			cap *= 2;
+		p = realloc(b->bytes, cap);
+		if (!p)
+			return -ENOMEM;
+		b->bytes = p;
+		b->cap_bytes = cap;
+	}
+	memcpy(b->bytes + b->size_bytes, data, size);
+	b->size_bytes += size;
+	return 0;
+}
+
+static int store_snapshot_item(void *ctx, const uint8_t *key, size_t key_bytes,
+			       const uint8_t *value, size_t value_bytes)
+{
+	struct store_snapshot_buf *b = ctx;
+	uint8_t len[4];
+	int err;
+
+	if (key_bytes > UINT32_MAX || value_bytes > UINT32_MAX)
+		return -EFBIG;
+	store_le_put(len, key_bytes, 4);
+	err = store_snapshot_append(b, len, 4);
+	if (!err)
+		err = store_snapshot_append(b, key, key_bytes);
+	store_le_put(len, value_bytes, 4);
+	if (!err)
+		err = store_snapshot_append(b, len, 4);
+	if (!err)
+		err = store_snapshot_append(b, value, value_bytes);
+	return err;
+}
+
+static int store_group_snapshot_get(void *ctx, uint8_t **bytes, size_t *size_bytes,
+				    uint64_t *through_slot)
+{
+	struct store_group *group = ctx;
+	struct store_snapshot_buf b = { 0 };
+	uint8_t head[STORE_GROUP_VALUE_BYTES_MAX];
+	uint32_t members[PAXOS_MEMBERS_MAX];
+	size_t member_count;
+	uint64_t applied_slot;
+	int err;
+
+	/* The state and the items must be of the same moment: one thread applies. */
+	err = store_group_state(group->store, group->table_id, group->partition_id,
+				&applied_slot, members, &member_count);
+	if (err < 0)
+		return err;
+	err = store_snapshot_append(&b, head, store_group_value(head, applied_slot, members,
+								member_count));
+	if (!err)
+		err = store_group_items(group, store_snapshot_item, &b);
+	if (err < 0) {
+		free(b.bytes);
+		return err;
+	}
+	*bytes = b.bytes;
+	*size_bytes = b.size_bytes;
+	*through_slot = applied_slot;
+	return 0;
+}
+
+static int store_snapshot_delete(void *ctx, const uint8_t *key, size_t key_bytes,
+				 const uint8_t *value, size_t value_bytes)
+{
+	(void)value;
+	(void)value_bytes;
+	leveldb_writebatch_delete(ctx, (const char *)key, key_bytes);
+	return 0;
+}
+
+static int store_group_snapshot_install(void *ctx, uint64_t through_slot, const uint8_t *bytes,
+					size_t size_bytes, const uint32_t *members,
+					size_t member_count)
+{
+	struct store_group *group = ctx;
+	uint32_t snap_members[PAXOS_MEMBERS_MAX];
+	uint8_t key[STORE_GROUP_KEY_BYTES], value[STORE_GROUP_VALUE_BYTES_MAX];
+	leveldb_writebatch_t *batch;
+	size_t snap_count, offset;
+	uint64_t snap_slot;
+	char *error = NULL;
+	int err;
+
+	if (size_bytes < 13 || member_count > PAXOS_MEMBERS_MAX)
+		return -EINVAL;
+	offset = 13 + 4 * (size_t)store_le_get(bytes + 9, 4);
+	if (offset > size_bytes ||
+	    store_group_value_decode(bytes, offset, &snap_slot, snap_members, &snap_count) != 0 ||
+	    snap_slot != through_slot)
+		return -EINVAL;
+	batch = leveldb_writebatch_create();
+	if (!batch)
+		return -ENOMEM;
+	err = store_group_items(group, store_snapshot_delete, batch);
+	while (!err && offset < size_bytes) {
+		size_t key_bytes, value_bytes;
+		const uint8_t *k, *v;
+
+		if (size_bytes - offset < 4)
+			break;
+		key_bytes = (size_t)store_le_get(bytes + offset, 4);
+		if (size_bytes - offset - 4 < key_bytes + 4) {
+			err = -EINVAL;
+			break;
+		}
+		k = bytes + offset + 4;
+		value_bytes = (size_t)store_le_get(k + key_bytes, 4);
+		if (size_bytes - offset - 8 - key_bytes < value_bytes) {
+			err = -EINVAL;
+			break;
+		}
+		v = k + key_bytes + 4;
+		if (key_bytes < 17 || k[0] != KEY_STORAGE_PREFIX ||
+		    key_get_u64(k + 1) != group->table_id) {
+			err = -EINVAL;
+			break;
+		}
+		leveldb_writebatch_put(batch, (const char *)k, key_bytes, (const char *)v,
+				       value_bytes);
+		offset += 8 + key_bytes + value_bytes;
+	}
+	if (!err && offset != size_bytes)
+		err = -EINVAL;
+	if (!err) {
+		store_group_key(key, group->table_id, group->partition_id);
+		leveldb_writebatch_put(batch, (const char *)key, sizeof(key), (const char *)value,
+				       store_group_value(value, through_slot,
+							 member_count ? members : snap_members,
+							 member_count ? member_count : snap_count));
+		leveldb_write(group->store->db, group->store->write_options, batch, &error);
+		if (error) {
+			log_error("group %" PRIu64 "/%" PRIu64 ": installing a snapshot failed: %s",
+				  group->table_id, group->partition_id, error);
+			leveldb_free(error);
+			err = -EIO;
+		}
+	}
+	leveldb_writebatch_destroy(batch);
+	return err;
+}
+
+static int store_group_sm_apply(void *ctx, struct group_apply *entries, size_t count)
+{
+	return store_group_apply(ctx, entries, count);
+}
+
+static int store_group_sm_state(void *ctx, uint64_t *applied_slot, uint32_t *members,
+				size_t *member_count)
+{
+	struct store_group *group = ctx;
+
+	return store_group_state(group->store, group->table_id, group->partition_id,
+				 applied_slot, members, member_count);
+}
+
+void store_group_sm(struct store_group *ctx, struct group_sm *sm)
+{
+	sm->ctx = ctx;
+	sm->apply = store_group_sm_apply;
+	sm->snapshot_get = store_group_snapshot_get;
+	sm->snapshot_install = store_group_snapshot_install;
+	sm->state = store_group_sm_state;
 }

@@ -19,6 +19,7 @@
 #define QUORUM_STORE_H
 
 #include "cluster/arena.h"
+#include "cluster/group.h"
 #include "quorum.pb-c.h"
 
 #include <stdbool.h>
@@ -95,5 +96,57 @@ int store_update(struct store *store, const Quorum__UpdateItemRequest *request,
  * of the page is damaged. */
 int store_scan(struct store *store, const Quorum__ScanRequest *request, struct arena *arena,
 	       Quorum__ScanResponse **out);
+
+/* ------------------------------------------------ replication groups
+ *
+ * The state machine of a replication group (group.h) over the store. A
+ * group's applied state lives under its own key
+ *	'g' | table_id (8, big-endian) | partition_id (8, big-endian)
+ * whose value is: version (1 byte, 1), applied slot (8, little endian),
+ * member count (4), member ids (4 each). Every committed entry is applied
+ * in ONE LevelDB write batch together with this record (slot = the entry's
+ * slot), so after a crash the store holds exactly the slots up to its
+ * applied slot: the group skips those and applies the rest, never twice,
+ * never skipping. The batches of one apply call are written in order, the
+ * last one synced (LevelDB's log is sequential, so that sync covers the
+ * earlier ones too, and a crash loses a suffix of whole batches).
+ *
+ * A NORMAL entry's command is a GroupCommand (quorum.proto): put, delete or
+ * update, applied as store_put/store_delete/store_update are, except that
+ * an update without ctime takes the command's now_ns (stamped by the
+ * proposer), never the clock. The command's outcome (0 or a negative errno
+ * such as -EEXIST) is the entry's status; a put or update that succeeded
+ * returns the packed ItemMeta as result bytes. A command that does not
+ * decode has status -EINVAL and changes nothing but the applied slot.
+ *
+ * Snapshot (bytes, little endian): version 1 (1 byte), applied slot (8),
+ * member count (4), members (4 each), then for every item of the group's
+ * hash range: key length (4), storage key, value length (4), value.
+ * Installing one replaces every item of the range and the applied state in
+ * one synced batch. */
+#define STORE_GROUP_KEY_BYTES 17
+#define STORE_GROUP_VALUE_BYTES_MAX (1 + 8 + 4 + 4 * PAXOS_MEMBERS_MAX)
+#define STORE_GROUP_FORMAT 1
+
+struct store_group {
+	struct store *store;
+	uint64_t table_id;
+	uint64_t partition_id;
+	uint64_t hash_first;		/* the partition's hash range, inclusive */
+	uint64_t hash_last;
+};
+
+/* Fills *sm with the state machine of the group ctx describes; ctx must
+ * outlive the group. */
+void store_group_sm(struct store_group *ctx, struct group_sm *sm);
+
+/* The group's applied slot and members (0 and none when never applied).
+ * -EIO when the record cannot be read or is damaged. */
+int store_group_state(struct store *store, uint64_t table_id, uint64_t partition_id,
+		      uint64_t *applied_slot, uint32_t *members, size_t *member_count);
+
+/* group_sm.apply: see above. Returns 0 or -EIO/-ENOMEM (nothing more
+ * applied than the applied slot says). */
+int store_group_apply(struct store_group *group, struct group_apply *entries, size_t count);
 
 #endif

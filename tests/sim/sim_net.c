@@ -117,7 +117,8 @@ struct paxos_msg *sim_net_msg_copy(const struct paxos_msg *msg)
 			if (!v)
 				goto fail;
 			entries[i] = msg->entries[i];
-			memcpy(v, msg->entries[i].value, msg->entries[i].value_bytes);
+			if (msg->entries[i].value_bytes)
+				memcpy(v, msg->entries[i].value, msg->entries[i].value_bytes);
 			entries[i].value = v;
 			m->entry_count++;
 		}
