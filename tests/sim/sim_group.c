@@ -5,7 +5,7 @@
  *
  * Usage: sim_group [--seeds N] [--seed S] [--steps N] [-v]
  *   --seed S first seed (default 1); --seeds N how many from S (default 1 with --seed, else
- *   300); --steps N ticks of chaos per seed (default 1500); -v traces the run.
+ *   1000: what make check runs); --steps N ticks of chaos per seed (default 1500); -v traces the run.
  *
  * One seed drives everything: message loss, duplication, delay and reordering, partitions and
  * one-way cuts, crashes (the group is closed and its disk loses every unsynced write, the last
@@ -964,7 +964,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!count)
-		count = seed_given ? 1 : 300;
+		count = seed_given ? 1 : 1000;
 	for (uint64_t s = first; s < first + count; s++)
 		if (!run_seed(s, steps, verbose, &totals))
 			failures++;
