@@ -5,7 +5,8 @@
  *
  * Usage: sim_group [--seeds N] [--seed S] [--steps N] [-v]
  *   --seed S first seed (default 1); --seeds N how many from S (default 1 with --seed, else
- *   1000: what make check runs); --steps N ticks of chaos per seed (default 1500); -v traces the run.
+ *   1000, what make check runs); --steps N ticks of chaos per seed (default 1500);
+ *   -v traces the run.
  *
  * One seed drives everything: message loss, duplication, delay and reordering, partitions and
  * one-way cuts, crashes (the group is closed and its disk loses every unsynced write, the last
