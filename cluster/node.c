@@ -1,16 +1,27 @@
 /* node.c: quorumd, the storage node.
  *
- * The process serves item requests (get, put, delete, update, scan) from
- * its store (store.h) on --listen, and keeps itself known to the metadata
- * service: one thread registers the node (retrying with backoff while meta
- * is away), then heartbeats with the disk's capacity and learns the
- * cluster's item size limit. The node never stops serving because meta is
- * down; an outage is logged when it starts and when it ends.
+ * The process hosts replicas of table partitions, each a member of a
+ * replication group (replicas.h: group threads and the peer transport), and
+ * serves item requests on --listen: writes (put, delete, update) are
+ * proposed to the partition's group and answered once applied; strong reads
+ * (get, scan) are served from the store (store.h) at the leader under its
+ * lease; eventual reads from the local store at once. A replica that does
+ * not lead answers -EREMOTE with the leader it knows, so the router goes
+ * there. Paxos messages from peers arrive as Request.paxos on the same
+ * address.
+ *
+ * One thread registers the node with the metadata service (retrying with
+ * backoff while meta is away), then heartbeats with the disk's capacity and
+ * a report of every hosted group; the reply lists the partitions the node
+ * must host, and the groups follow it. It also learns the cluster's item
+ * size limit. The node never stops serving because meta is down; an outage
+ * is logged when it starts and when it ends.
  *
  * The node id meta hands out is kept in DATADIR/node_id, so a restarted
  * node comes back as itself. The main thread only waits for SIGTERM or
- * SIGINT (blocked in every thread, taken with sigwait) and then stops the
- * server, the meta thread and the store, in that order. */
+ * SIGINT (blocked in every thread, taken with sigwait), then hands off the
+ * leadership of its groups (bounded), stops the meta thread, closes the
+ * groups, stops the server and closes the store, in that order. */
 #include "config.h"
 
 #include "cluster/clock.h"
@@ -18,6 +29,7 @@
 #include "cluster/keys.h"
 #include "cluster/log.h"
 #include "cluster/net.h"
+#include "cluster/replicas.h"
 #include "cluster/rpc.h"
 #include "cluster/store.h"
 
@@ -36,7 +48,10 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#define NODE_WORKERS_DEFAULT 8
+/* Workers block while a write waits for its group; some are always kept
+ * for Paxos messages (see replicas.h), hence more than a router has threads. */
+#define NODE_WORKERS_DEFAULT 32
+#define NODE_WORKERS_MIN 2
 #define NODE_WORKERS_MAX 256
 #define NODE_HEARTBEAT_MS_DEFAULT 1000
 #define NODE_HEARTBEAT_MS_MIN 10
@@ -48,6 +63,14 @@
 #define NODE_BACKOFF_MAX_MS 5000
 /* An item limit from meta beyond this could not travel in one message. */
 #define NODE_ITEM_MAX_BYTES_CEILING (NET_MESSAGE_MAX_BYTES / 2)
+/* How long a write waits for its group to apply it before answering
+ * -ETIMEDOUT (outcome unknown), and a strong read for its lease. */
+#define NODE_PROPOSAL_TIMEOUT_MS 10000
+/* SIGTERM: how long the groups this node leads get to hand off. */
+#define NODE_HAND_OFF_MS 1000
+#define NODE_TICK_MS_MAX 1000
+#define NODE_ELECTION_TICKS_MIN 4
+#define NODE_ELECTION_TICKS_MAX 10000
 /* Room for a key quoted in a reply: each byte at most one character. */
 #define NODE_KEY_TEXT_BYTES (2 * KEY_NAME_MAX_BYTES + 8)
 
@@ -58,11 +81,14 @@ struct node_options {
 	const char *data_dir;
 	int worker_count;
 	int64_t heartbeat_ms;
+	int64_t tick_ms;
+	uint32_t election_ticks;
 };
 
 struct node {
 	struct node_options options;
 	struct store *store;
+	struct replicas *replicas;
 	struct rpc_server *server;
 	struct net_client *meta;
 	/* The meta thread owns these once it runs. */
@@ -91,16 +117,22 @@ static void node_usage(FILE *out)
 		"  -a, --az NAME           availability zone label of this node (e.g. a)\n"
 		"  -d, --data DIR          data directory, created if missing: items in\n"
 		"                          DIR/items (LevelDB), the node id in DIR/node_id\n"
-		"  -w, --workers N         request worker threads (default %d, 1 to %d)\n"
+		"  -w, --workers N         request worker threads (default %d, %d to %d);\n"
+		"                          a quarter (at least 1) never waits on a group\n"
 		"  -b, --heartbeat-ms N    interval of heartbeats to meta in milliseconds\n"
 		"                          (default %d, %d to %d)\n"
+		"  -T, --tick-ms N         one Paxos tick in milliseconds (default %d, 1 to %d)\n"
+		"  -E, --election-ticks N  election timeout in ticks, drawn in [N, 2N) (default\n"
+		"                          %d, %d to %d); the leader lease is 3/5 of it\n"
 		"  -h, --help              show this help and exit\n"
 		"  -V, --version           show the version and exit\n"
 		"\n"
 		"SIGTERM or SIGINT stops the node cleanly. Exit status: 0 after a clean\n"
 		"stop, 1 when start-up fails, 2 for bad arguments.\n",
-		NODE_WORKERS_DEFAULT, NODE_WORKERS_MAX, NODE_HEARTBEAT_MS_DEFAULT,
-		NODE_HEARTBEAT_MS_MIN, NODE_HEARTBEAT_MS_MAX);
+		NODE_WORKERS_DEFAULT, NODE_WORKERS_MIN, NODE_WORKERS_MAX, NODE_HEARTBEAT_MS_DEFAULT,
+		NODE_HEARTBEAT_MS_MIN, NODE_HEARTBEAT_MS_MAX, REPLICAS_TICK_MS_DEFAULT,
+		NODE_TICK_MS_MAX, REPLICAS_ELECTION_TICKS_DEFAULT, NODE_ELECTION_TICKS_MIN,
+		NODE_ELECTION_TICKS_MAX);
 }
 
 /* Parses a decimal integer in [min, max]; -EINVAL otherwise. */
@@ -134,6 +166,8 @@ static int node_parse_options(int argc, char **argv, struct node_options *option
 		{ "data", required_argument, NULL, 'd' },
 		{ "workers", required_argument, NULL, 'w' },
 		{ "heartbeat-ms", required_argument, NULL, 'b' },
+		{ "tick-ms", required_argument, NULL, 'T' },
+		{ "election-ticks", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -143,7 +177,9 @@ static int node_parse_options(int argc, char **argv, struct node_options *option
 
 	options->worker_count = NODE_WORKERS_DEFAULT;
 	options->heartbeat_ms = NODE_HEARTBEAT_MS_DEFAULT;
-	while ((c = getopt_long(argc, argv, "l:m:a:d:w:b:hV", long_options, NULL)) != -1) {
+	options->tick_ms = REPLICAS_TICK_MS_DEFAULT;
+	options->election_ticks = REPLICAS_ELECTION_TICKS_DEFAULT;
+	while ((c = getopt_long(argc, argv, "l:m:a:d:w:b:T:E:hV", long_options, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			options->listen_url = optarg;
@@ -158,9 +194,9 @@ static int node_parse_options(int argc, char **argv, struct node_options *option
 			options->data_dir = optarg;
 			break;
 		case 'w':
-			if (node_parse_int(optarg, 1, NODE_WORKERS_MAX, &value) < 0) {
-				fprintf(stderr, "quorumd: --workers wants 1 to %d, not '%s'\n",
-					NODE_WORKERS_MAX, optarg);
+			if (node_parse_int(optarg, NODE_WORKERS_MIN, NODE_WORKERS_MAX, &value) < 0) {
+				fprintf(stderr, "quorumd: --workers wants %d to %d, not '%s'\n",
+					NODE_WORKERS_MIN, NODE_WORKERS_MAX, optarg);
 				return -EINVAL;
 			}
 			options->worker_count = (int)value;
@@ -173,6 +209,23 @@ static int node_parse_options(int argc, char **argv, struct node_options *option
 				return -EINVAL;
 			}
 			options->heartbeat_ms = value;
+			break;
+		case 'T':
+			if (node_parse_int(optarg, 1, NODE_TICK_MS_MAX, &value) < 0) {
+				fprintf(stderr, "quorumd: --tick-ms wants 1 to %d, not '%s'\n",
+					NODE_TICK_MS_MAX, optarg);
+				return -EINVAL;
+			}
+			options->tick_ms = value;
+			break;
+		case 'E':
+			if (node_parse_int(optarg, NODE_ELECTION_TICKS_MIN, NODE_ELECTION_TICKS_MAX,
+					   &value) < 0) {
+				fprintf(stderr, "quorumd: --election-ticks wants %d to %d, not '%s'\n",
+					NODE_ELECTION_TICKS_MIN, NODE_ELECTION_TICKS_MAX, optarg);
+				return -EINVAL;
+			}
+			options->election_ticks = (uint32_t)value;
 			break;
 		case 'h':
 			node_usage(stdout);
@@ -423,8 +476,15 @@ static int node_heartbeat(struct node *node)
 	Quorum__HeartbeatRequest heartbeat = QUORUM__HEARTBEAT_REQUEST__INIT;
 	Quorum__Response *response;
 	struct statvfs fs;
+	struct arena *arena;
 	int err;
 
+	arena = arena_new();
+	if (!arena)
+		return -ENOMEM;
+	/* A report that cannot be built this time goes without the groups. */
+	if (replicas_report(node->replicas, arena, &heartbeat.groups, &heartbeat.n_groups) < 0)
+		heartbeat.n_groups = 0;
 	heartbeat.node_id = node->node_id;
 	heartbeat.address = (char *)node->options.listen_url;
 	if (statvfs(node->options.data_dir, &fs) == 0) {
@@ -436,8 +496,12 @@ static int node_heartbeat(struct node *node)
 	request.op_case = QUORUM__REQUEST__OP_HEARTBEAT;
 	request.heartbeat = &heartbeat;
 	err = node_call_meta(node, &request, "heartbeat", -ENOENT, &response);
+	arena_free(arena);
 	if (err < 0)
 		return err;
+	/* Errors are logged inside; the next heartbeat tries again. */
+	replicas_assign(node->replicas, node->node_id,
+			response->heartbeat->partitions, response->heartbeat->n_partitions);
 	quorum__response__free_unpacked(response, NULL);
 	return 0;
 }
@@ -596,6 +660,87 @@ static void node_ping(Quorum__Response *response, struct arena *arena)
 	response->ping = ping;
 }
 
+/* Answers a request the group could not serve: -EREMOTE carries the leader
+ * it knows, so the router retries there. */
+static void node_fail_group(Quorum__Response *response, struct arena *arena, int err,
+			    const struct replicas_outcome *outcome)
+{
+	rpc_fail(response, arena, err, "%s", outcome->why[0] ? outcome->why : strerror(-err));
+	if (err == -EREMOTE && outcome->leader_id != 0) {
+		response->has_leader_id = true;
+		response->leader_id = outcome->leader_id;
+		if (outcome->leader_address[0])
+			response->leader_address = arena_memdup(arena, outcome->leader_address,
+								strlen(outcome->leader_address) + 1);
+	}
+}
+
+/* Waits until a strong read of the group holding hash may be served here;
+ * on failure the reply says why. */
+static int node_read_barrier(struct node *node, uint64_t table_id, uint64_t hash,
+			     Quorum__Response *response, struct arena *arena)
+{
+	struct replicas_outcome outcome;
+	int err;
+
+	err = replicas_read_barrier(node->replicas, table_id, hash, NODE_PROPOSAL_TIMEOUT_MS,
+				    &outcome);
+	if (err < 0)
+		node_fail_group(response, arena, err, &outcome);
+	return err;
+}
+
+/* Proposes command (a GroupCommand with op set, stamped here) to the group
+ * of key and waits for it to be applied. Returns 0 with *meta (may be NULL
+ * for a delete) or a negative errno with the reply filled. */
+static int node_propose(struct node *node, Quorum__GroupCommand *command,
+			const Quorum__ItemKey *key, const char *operation,
+			Quorum__Response *response, struct arena *arena, Quorum__ItemMeta **meta)
+{
+	struct replicas_outcome outcome;
+	size_t command_bytes;
+	uint8_t *packed;
+	int err;
+
+	if (meta)
+		*meta = NULL;
+	command->version = GROUP_COMMAND_VERSION;
+	/* Everything time-dependent is decided here, once, for every replica. */
+	command->now_ns = clock_realtime_ns();
+	command_bytes = quorum__group_command__get_packed_size(command);
+	packed = arena_alloc(arena, command_bytes ? command_bytes : 1);
+	if (!packed) {
+		rpc_fail(response, arena, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	quorum__group_command__pack(command, packed);
+	err = replicas_propose(node->replicas, key->table_id,
+			       key_hash(key->partition_key.data, key->partition_key.len), packed,
+			       command_bytes, NODE_PROPOSAL_TIMEOUT_MS, &outcome);
+	if (err < 0) {
+		node_fail_group(response, arena, err, &outcome);
+		return err;
+	}
+	if (outcome.apply_status < 0) {
+		node_fail_item(node, response, arena, operation, key, outcome.apply_status);
+		return outcome.apply_status;
+	}
+	if (meta && outcome.result_bytes) {
+		*meta = quorum__item_meta__unpack(arena_protobuf_allocator(arena),
+						  outcome.result_bytes, outcome.result);
+		if (!*meta) {
+			rpc_fail(response, arena, -EIO, "%s: the group's result does not decode",
+				 operation);
+			return -EIO;
+		}
+	}
+	if (meta && !*meta) {
+		rpc_fail(response, arena, -EIO, "%s: the group returned no metadata", operation);
+		return -EIO;
+	}
+	return 0;
+}
+
 static void node_get_item(struct node *node, const Quorum__GetItemRequest *request,
 			  Quorum__Response *response, struct arena *arena)
 {
@@ -610,6 +755,11 @@ static void node_get_item(struct node *node, const Quorum__GetItemRequest *reque
 		rpc_fail(response, arena, -ENOMEM, "out of memory");
 		return;
 	}
+	if (!(request->has_eventual && request->eventual) &&
+	    node_read_barrier(node, request->key->table_id,
+			      key_hash(request->key->partition_key.data,
+				       request->key->partition_key.len), response, arena) < 0)
+		return;
 	err = store_get(node->store, request->key, request->meta_only, arena, &record);
 	if (err < 0) {
 		node_fail_item(node, response, arena, "get", request->key, err);
@@ -624,22 +774,31 @@ static void node_get_item(struct node *node, const Quorum__GetItemRequest *reque
 static void node_put_item(struct node *node, const Quorum__PutItemRequest *request,
 			  Quorum__Response *response, struct arena *arena)
 {
+	Quorum__GroupCommand command = QUORUM__GROUP_COMMAND__INIT;
 	Quorum__PutItemResponse *result;
 	Quorum__ItemMeta *meta;
-	int err;
 
 	if (node_check_key(request->key, response, arena) < 0)
 		return;
+	if (!request->meta) {
+		rpc_fail(response, arena, -EINVAL, "put without metadata");
+		return;
+	}
+	/* Refused before it enters the log: a command too large for the limit
+	 * would cost every replica a write for nothing. */
+	if (request->has_body && request->body.len > store_item_max_bytes(node->store)) {
+		node_fail_item(node, response, arena, "put", request->key, -EFBIG);
+		return;
+	}
 	result = arena_alloc(arena, sizeof(*result));
 	if (!result) {
 		rpc_fail(response, arena, -ENOMEM, "out of memory");
 		return;
 	}
-	err = store_put(node->store, request, arena, &meta);
-	if (err < 0) {
-		node_fail_item(node, response, arena, "put", request->key, err);
+	command.op_case = QUORUM__GROUP_COMMAND__OP_PUT_ITEM;
+	command.put_item = (Quorum__PutItemRequest *)request;
+	if (node_propose(node, &command, request->key, "put", response, arena, &meta) < 0)
 		return;
-	}
 	quorum__put_item_response__init(result);
 	result->meta = meta;
 	response->result_case = QUORUM__RESPONSE__RESULT_PUT_ITEM;
@@ -649,21 +808,21 @@ static void node_put_item(struct node *node, const Quorum__PutItemRequest *reque
 static void node_delete_item(struct node *node, const Quorum__DeleteItemRequest *request,
 			     Quorum__Response *response, struct arena *arena)
 {
-	int err;
+	Quorum__GroupCommand command = QUORUM__GROUP_COMMAND__INIT;
 
 	if (node_check_key(request->key, response, arena) < 0)
 		return;
-	err = store_delete(node->store, request);
-	if (err < 0)
-		node_fail_item(node, response, arena, "delete", request->key, err);
+	command.op_case = QUORUM__GROUP_COMMAND__OP_DELETE_ITEM;
+	command.delete_item = (Quorum__DeleteItemRequest *)request;
+	node_propose(node, &command, request->key, "delete", response, arena, NULL);
 }
 
 static void node_update_item(struct node *node, const Quorum__UpdateItemRequest *request,
 			     Quorum__Response *response, struct arena *arena)
 {
+	Quorum__GroupCommand command = QUORUM__GROUP_COMMAND__INIT;
 	Quorum__UpdateItemResponse *result;
 	Quorum__ItemMeta *meta;
-	int err;
 
 	if (node_check_key(request->key, response, arena) < 0)
 		return;
@@ -672,11 +831,10 @@ static void node_update_item(struct node *node, const Quorum__UpdateItemRequest 
 		rpc_fail(response, arena, -ENOMEM, "out of memory");
 		return;
 	}
-	err = store_update(node->store, request, arena, &meta);
-	if (err < 0) {
-		node_fail_item(node, response, arena, "update", request->key, err);
+	command.op_case = QUORUM__GROUP_COMMAND__OP_UPDATE_ITEM;
+	command.update_item = (Quorum__UpdateItemRequest *)request;
+	if (node_propose(node, &command, request->key, "update", response, arena, &meta) < 0)
 		return;
-	}
 	quorum__update_item_response__init(result);
 	result->meta = meta;
 	response->result_case = QUORUM__RESPONSE__RESULT_UPDATE_ITEM;
@@ -716,6 +874,11 @@ static void node_scan(struct node *node, const Quorum__ScanRequest *request,
 			return;
 		}
 	}
+	/* A scan pages through one partition's range: its group is the one
+	 * holding the range's first hash. */
+	if (!(request->has_eventual && request->eventual) &&
+	    node_read_barrier(node, request->table_id, request->hash_first, response, arena) < 0)
+		return;
 	err = store_scan(node->store, request, arena, &result);
 	if (err < 0) {
 		rpc_fail(response, arena, err, "scan of table %" PRIu64 ": %s", request->table_id,
@@ -750,6 +913,9 @@ static void node_handle(void *ctx, const Quorum__Request *request, Quorum__Respo
 		break;
 	case QUORUM__REQUEST__OP_SCAN:
 		node_scan(node, request->scan, response, arena);
+		break;
+	case QUORUM__REQUEST__OP_PAXOS:
+		replicas_handle_paxos(node->replicas, request->paxos, response, arena);
 		break;
 	default:
 		rpc_fail(response, arena, -EOPNOTSUPP,
@@ -832,6 +998,23 @@ int main(int argc, char **argv)
 		store_close(node.store);
 		return 1;
 	}
+	{
+		struct replicas_options replicas_options = {
+			.data_dir = node.options.data_dir,
+			.tick_ms = node.options.tick_ms,
+			.election_ticks = node.options.election_ticks,
+			.waiting_max = node.options.worker_count -
+				       (node.options.worker_count / 4 > 1 ?
+					node.options.worker_count / 4 : 1),
+		};
+
+		err = replicas_new(node.store, &replicas_options, &node.replicas);
+	}
+	if (err < 0) {
+		log_error("cannot initialise the replication groups: %s", strerror(-err));
+		store_close(node.store);
+		return 1;
+	}
 	err = net_client_new(node.options.meta_url, &node.meta);
 	if (err == 0)
 		err = rpc_server_start(node.options.listen_url, node.options.worker_count,
@@ -840,6 +1023,7 @@ int main(int argc, char **argv)
 		log_error("cannot listen on %s: %s", node.options.listen_url,
 			  err == -EADDRINUSE ? "address already in use" : strerror(-err));
 		net_client_free(node.meta);
+		replicas_free(node.replicas);
 		store_close(node.store);
 		return 1;
 	}
@@ -857,6 +1041,7 @@ int main(int argc, char **argv)
 		log_error("cannot start the meta thread: %s", strerror(err));
 		rpc_server_stop(node.server);
 		net_client_free(node.meta);
+		replicas_free(node.replicas);
 		store_close(node.store);
 		return 1;
 	}
@@ -865,12 +1050,19 @@ int main(int argc, char **argv)
 		;
 	log_info("%s: stopping", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
 
-	rpc_server_stop(node.server);
+	/* Still serving: the peers take over the groups this node leads while
+	 * it answers their messages. */
+	replicas_hand_off(node.replicas, NODE_HAND_OFF_MS);
 	pthread_mutex_lock(&node.lock);
 	node.stopping = true;
 	pthread_cond_broadcast(&node.wake);
 	pthread_mutex_unlock(&node.lock);
 	pthread_join(meta_thread, NULL);
+	/* Requests waiting on a group are answered (-ETIMEDOUT) when it closes,
+	 * so the server's workers can finish. */
+	replicas_close_all(node.replicas);
+	rpc_server_stop(node.server);
+	replicas_free(node.replicas);
 	net_client_free(node.meta);
 	store_close(node.store);
 	pthread_cond_destroy(&node.wake);

@@ -44,6 +44,9 @@ struct catalog_node {
 	uint64_t capacity_bytes;
 	uint64_t free_bytes;
 	uint32_t replica_count;     /* recomputed by catalog_count_replicas */
+	Quorum__GroupReport *reports;   /* malloc'd, scalars only; from its last heartbeat */
+	size_t report_count;
+	int64_t reports_ms;         /* monotonic time they came */
 };
 
 struct catalog {
@@ -626,6 +629,55 @@ out:
 	return err;
 }
 
+/* The last report of every replica of table's partitions, into response. */
+static int catalog_replica_statuses(struct catalog *catalog, const Quorum__TableInfo *table,
+				    int64_t now_ms, struct arena *arena,
+				    Quorum__TableResponse *response)
+{
+	size_t slots = 0;
+
+	for (size_t p = 0; p < table->n_partitions; p++)
+		slots += table->partitions[p]->n_replicas;
+	response->replicas = arena_alloc(arena, (slots ? slots : 1) * sizeof(*response->replicas));
+	if (!response->replicas)
+		return -ENOMEM;
+	for (size_t p = 0; p < table->n_partitions; p++) {
+		const Quorum__PartitionInfo *partition = table->partitions[p];
+
+		for (size_t r = 0; r < partition->n_replicas; r++) {
+			const struct catalog_node *node;
+			Quorum__ReplicaStatus *status;
+			Quorum__GroupReport *report;
+			bool found;
+			size_t n = catalog_find_node(catalog, partition->replicas[r], &found);
+
+			if (!found)
+				continue;
+			node = &catalog->nodes[n];
+			report = NULL;
+			for (size_t i = 0; i < node->report_count && !report; i++)
+				if (node->reports[i].table_id == table->id &&
+				    node->reports[i].partition_id == partition->id)
+					report = &node->reports[i];
+			if (!report)
+				continue;
+			status = arena_alloc(arena, sizeof(*status));
+			if (!status)
+				return -ENOMEM;
+			quorum__replica_status__init(status);
+			status->partition_id = partition->id;
+			status->node_id = node->id;
+			status->report = arena_memdup(arena, report, sizeof(*report));
+			if (!status->report)
+				return -ENOMEM;
+			status->report_age_ms = now_ms > node->reports_ms ?
+				(uint64_t)(now_ms - node->reports_ms) : 0;
+			response->replicas[response->n_replicas++] = status;
+		}
+	}
+	return 0;
+}
+
 int catalog_describe_table(struct catalog *catalog, const void *name, size_t name_bytes,
 			   int64_t now_ms, struct arena *arena, Quorum__TableResponse **out,
 			   char *why)
@@ -644,6 +696,8 @@ int catalog_describe_table(struct catalog *catalog, const void *name, size_t nam
 	}
 	table = catalog_table_in_arena(catalog->tables[index], arena);
 	err = table ? catalog_table_response(catalog, table, now_ms, arena, out) : -ENOMEM;
+	if (err == 0)
+		err = catalog_replica_statuses(catalog, table, now_ms, arena, *out);
 	if (err == -ENOMEM)
 		catalog_set_why(why, "out of memory");
 out:
@@ -924,6 +978,138 @@ int catalog_heartbeat_node(struct catalog *catalog, uint64_t node_id, const char
 	return err;
 }
 
+int catalog_report_groups(struct catalog *catalog, uint64_t node_id,
+			  Quorum__GroupReport *const *reports, size_t count, int64_t now_ms)
+{
+	Quorum__GroupReport *copies = NULL;
+	struct catalog_node *node;
+	size_t index;
+	bool found;
+
+	if (count > CATALOG_REPORTS_MAX)
+		count = CATALOG_REPORTS_MAX;
+	if (count) {
+		copies = calloc(count, sizeof(*copies));
+		if (!copies)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < count; i++) {
+		/* Scalars only: the unknown fields of a newer node stay behind. */
+		copies[i] = *reports[i];
+		copies[i].base.n_unknown_fields = 0;
+		copies[i].base.unknown_fields = NULL;
+	}
+	pthread_mutex_lock(&catalog->lock);
+	index = catalog_find_node(catalog, node_id, &found);
+	if (!found) {
+		pthread_mutex_unlock(&catalog->lock);
+		free(copies);
+		return -ENOENT;
+	}
+	node = &catalog->nodes[index];
+	free(node->reports);
+	node->reports = copies;
+	node->report_count = count;
+	node->reports_ms = now_ms;
+	pthread_mutex_unlock(&catalog->lock);
+	return 0;
+}
+
+int catalog_node_assignments(struct catalog *catalog, uint64_t node_id, struct arena *arena,
+			     Quorum__PartitionAssignment ***out, size_t *count)
+{
+	Quorum__PartitionAssignment **list = NULL;
+	size_t n = 0, cap = 0;
+	int err = 0;
+
+	*out = NULL;
+	*count = 0;
+	pthread_mutex_lock(&catalog->lock);
+	for (size_t t = 0; t < catalog->table_count && !err; t++) {
+		const Quorum__TableInfo *table = catalog->tables[t];
+
+		for (size_t p = 0; p < table->n_partitions && !err; p++) {
+			const Quorum__PartitionInfo *partition = table->partitions[p];
+			Quorum__PartitionAssignment *a;
+			Quorum__PartitionInfo *info;
+			bool mine = false;
+
+			for (size_t r = 0; r < partition->n_replicas; r++)
+				mine = mine || partition->replicas[r] == node_id;
+			if (!mine)
+				continue;
+			if (n == cap) {
+				size_t new_cap = cap ? 2 * cap : 16;
+				Quorum__PartitionAssignment **grown =
+					arena_alloc(arena, new_cap * sizeof(*grown));
+
+				if (!grown) {
+					err = -ENOMEM;
+					break;
+				}
+				if (n)
+					memcpy(grown, list, n * sizeof(*grown));
+				list = grown;
+				cap = new_cap;
+			}
+			a = arena_alloc(arena, sizeof(*a));
+			info = arena_alloc(arena, sizeof(*info));
+			if (!a || !info) {
+				err = -ENOMEM;
+				break;
+			}
+			quorum__partition_assignment__init(a);
+			quorum__partition_info__init(info);
+			info->id = partition->id;
+			info->hash_first = partition->hash_first;
+			info->hash_last = partition->hash_last;
+			info->epoch = partition->epoch;
+			info->n_replicas = partition->n_replicas;
+			info->replicas = arena_memdup(arena, partition->replicas,
+						      partition->n_replicas *
+						      sizeof(*partition->replicas));
+			a->table_id = table->id;
+			a->partition = info;
+			a->replicas = arena_alloc(arena, partition->n_replicas *
+						  sizeof(*a->replicas));
+			if (!info->replicas || !a->replicas) {
+				err = -ENOMEM;
+				break;
+			}
+			for (size_t r = 0; r < partition->n_replicas; r++) {
+				Quorum__ReplicaAddress *ra;
+				bool found;
+				size_t index = catalog_find_node(catalog, partition->replicas[r],
+								 &found);
+
+				if (!found)
+					continue;	/* nodes are never removed; defensive */
+				ra = arena_alloc(arena, sizeof(*ra));
+				if (!ra) {
+					err = -ENOMEM;
+					break;
+				}
+				quorum__replica_address__init(ra);
+				ra->node_id = partition->replicas[r];
+				ra->address = arena_memdup(arena, catalog->nodes[index].address,
+							   strlen(catalog->nodes[index].address) + 1);
+				if (!ra->address) {
+					err = -ENOMEM;
+					break;
+				}
+				a->replicas[a->n_replicas++] = ra;
+			}
+			list[n++] = a;
+		}
+	}
+	pthread_mutex_unlock(&catalog->lock);
+	if (err)
+		return err;
+	*out = list;
+	*count = n;
+	return 0;
+}
+
 int catalog_list_nodes(struct catalog *catalog, int64_t now_ms, struct arena *arena,
 		       Quorum__ListNodesResponse **out)
 {
@@ -1192,6 +1378,7 @@ void catalog_close(struct catalog *catalog)
 	for (size_t n = 0; n < catalog->node_count; n++) {
 		free(catalog->nodes[n].address);
 		free(catalog->nodes[n].az);
+		free(catalog->nodes[n].reports);
 	}
 	free(catalog->nodes);
 	if (catalog->db)

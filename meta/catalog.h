@@ -53,7 +53,9 @@ int catalog_create_table(struct catalog *catalog, const Quorum__CreateTableReque
 int catalog_delete_table(struct catalog *catalog, const void *name, size_t name_bytes,
 			 char *why);
 
-/* The table with its partitions and the nodes its replica sets name. */
+/* The table with its partitions, the nodes its replica sets name, and the
+ * last report of each replica (replicas; none for a replica that never
+ * reported since meta started). */
 int catalog_describe_table(struct catalog *catalog, const void *name, size_t name_bytes,
 			   int64_t now_ms, struct arena *arena, Quorum__TableResponse **out,
 			   char *why);
@@ -83,6 +85,19 @@ int catalog_register_node(struct catalog *catalog, uint64_t node_id, const char 
 int catalog_heartbeat_node(struct catalog *catalog, uint64_t node_id, const char *address,
 			   bool has_capacity, uint64_t capacity_bytes, bool has_free,
 			   uint64_t free_bytes, int64_t now_ms, char *why);
+
+/* Keeps the node's reports of its replication groups (in memory only, with
+ * the time now_ms they came), replacing the previous ones; describe shows
+ * them. At most CATALOG_REPORTS_MAX are kept. -ENOENT for an unknown node,
+ * -ENOMEM. */
+#define CATALOG_REPORTS_MAX 65536
+int catalog_report_groups(struct catalog *catalog, uint64_t node_id,
+			  Quorum__GroupReport *const *reports, size_t count, int64_t now_ms);
+
+/* Every partition node_id is a replica of (each table's partitions in
+ * order), with the address of each replica's node, in arena. */
+int catalog_node_assignments(struct catalog *catalog, uint64_t node_id, struct arena *arena,
+			     Quorum__PartitionAssignment ***out, size_t *count);
 
 /* Every node by id, with health, space and the replicas it holds. */
 int catalog_list_nodes(struct catalog *catalog, int64_t now_ms, struct arena *arena,

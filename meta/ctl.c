@@ -84,9 +84,10 @@ static void ctl_usage(FILE *out)
 		"                          heartbeat age, replicas held, free and capacity\n"
 		"  table list              every table: name, id, mode, owner\n"
 		"  table describe T        table T: id, mode, owner, times, and a row per\n"
-		"                          partition: id, hash range, epoch, replica set\n"
-		"                          (node, AZ, up or down; `data` marks the replica\n"
-		"                          that holds the data)\n"
+		"                          partition: id, hash range, epoch, leader,\n"
+		"                          ballot, commit and applied slot, then each\n"
+		"                          replica: node, AZ, up or down, role, slots and\n"
+		"                          the age of its last report\n"
 		"  table create T          create table T (mode %04o, owned by the caller)\n"
 		"  table delete T --force  delete table T and forget its items. quorumctl\n"
 		"                          does not check that T is empty: to delete only an\n"
@@ -453,6 +454,83 @@ static const Quorum__NodeInfo *ctl_find_node(const Quorum__TableResponse *table,
 	return NULL;
 }
 
+/* The last report of node_id's replica of partition_id, or NULL. */
+static const Quorum__ReplicaStatus *ctl_find_report(const Quorum__TableResponse *table,
+						    uint64_t partition_id, uint64_t node_id)
+{
+	for (size_t i = 0; i < table->n_replicas; i++)
+		if (table->replicas[i]->partition_id == partition_id &&
+		    table->replicas[i]->node_id == node_id && table->replicas[i]->report)
+			return table->replicas[i];
+	return NULL;
+}
+
+static const char *ctl_role_name(uint32_t role)
+{
+	switch (role) {
+	case 0: return "follower";
+	case 1: return "precandidate";
+	case 2: return "candidate";
+	case 3: return "leader";
+	default: return "unknown";
+	}
+}
+
+/* What the replicas of a partition agree on: the leader (the replica that
+ * reports itself leader, else what most report), and the leader's view of
+ * ballot and commit slot (else the highest reported). */
+struct ctl_partition_view {
+	uint64_t leader_id;
+	uint64_t ballot_round;
+	uint32_t ballot_node_id;
+	uint64_t commit_slot;
+	uint64_t applied_slot;		/* the leader's */
+	bool known;
+};
+
+static void ctl_partition_view(const Quorum__TableResponse *table,
+			       const Quorum__PartitionInfo *partition,
+			       struct ctl_partition_view *view)
+{
+	const Quorum__GroupReport *leader = NULL;
+
+	memset(view, 0, sizeof(*view));
+	for (size_t r = 0; r < partition->n_replicas; r++) {
+		const Quorum__ReplicaStatus *status =
+			ctl_find_report(table, partition->id, partition->replicas[r]);
+		const Quorum__GroupReport *report = status ? status->report : NULL;
+
+		if (!report)
+			continue;
+		view->known = true;
+		if (report->role == 3 && (!leader || report->ballot_round > leader->ballot_round))
+			leader = report;
+		if (!view->leader_id && report->leader_id)
+			view->leader_id = report->leader_id;
+		if (report->ballot_round > view->ballot_round ||
+		    (report->ballot_round == view->ballot_round &&
+		     report->ballot_node_id > view->ballot_node_id)) {
+			view->ballot_round = report->ballot_round;
+			view->ballot_node_id = report->ballot_node_id;
+		}
+		if (report->commit_slot > view->commit_slot)
+			view->commit_slot = report->commit_slot;
+	}
+	if (leader) {
+		for (size_t r = 0; r < partition->n_replicas; r++) {
+			const Quorum__ReplicaStatus *status =
+				ctl_find_report(table, partition->id, partition->replicas[r]);
+
+			if (status && status->report == leader)
+				view->leader_id = partition->replicas[r];
+		}
+		view->ballot_round = leader->ballot_round;
+		view->ballot_node_id = leader->ballot_node_id;
+		view->commit_slot = leader->commit_slot;
+		view->applied_slot = leader->applied_slot;
+	}
+}
+
 static void ctl_hex(uint64_t value, char out[17])
 {
 	snprintf(out, 17, "%016" PRIx64, value);
@@ -463,6 +541,7 @@ static int ctl_table_json(const Quorum__TableResponse *response)
 	const Quorum__TableInfo *table = response->table;
 	json_t *root = ctl_json_table_head(table), *partitions = json_array();
 	json_t *nodes = json_array();
+	struct ctl_partition_view view;
 	char hex[17];
 
 	if (!root || !partitions || !nodes) {
@@ -489,9 +568,18 @@ static int ctl_table_json(const Quorum__TableResponse *response)
 		ctl_hex(partition->hash_last, hex);
 		json_object_set_new(object, "hash_last", json_string(hex));
 		json_object_set_new(object, "epoch", ctl_json_u64(partition->epoch));
+		ctl_partition_view(response, partition, &view);
+		json_object_set_new(object, "leader_id", view.leader_id ?
+				    ctl_json_u64(view.leader_id) : json_null());
+		json_object_set_new(object, "ballot_round", ctl_json_u64(view.ballot_round));
+		json_object_set_new(object, "ballot_node_id", ctl_json_u64(view.ballot_node_id));
+		json_object_set_new(object, "commit_slot", ctl_json_u64(view.commit_slot));
+		json_object_set_new(object, "applied_slot", ctl_json_u64(view.applied_slot));
 		for (size_t r = 0; r < partition->n_replicas; r++) {
 			const Quorum__NodeInfo *node = ctl_find_node(response,
 								     partition->replicas[r]);
+			const Quorum__ReplicaStatus *status =
+				ctl_find_report(response, partition->id, partition->replicas[r]);
 			json_t *replica = json_object();
 
 			if (!replica)
@@ -501,7 +589,28 @@ static int ctl_table_json(const Quorum__TableResponse *response)
 			json_object_set_new(replica, "az", node ? json_string(node->az) :
 					    json_null());
 			json_object_set_new(replica, "up", json_boolean(node && node->up));
-			json_object_set_new(replica, "holds_data", json_boolean(r == 0));
+			if (status) {
+				const Quorum__GroupReport *report = status->report;
+
+				json_object_set_new(replica, "role",
+						    json_string(ctl_role_name(report->role)));
+				json_object_set_new(replica, "leader_id",
+						    ctl_json_u64(report->leader_id));
+				json_object_set_new(replica, "ballot_round",
+						    ctl_json_u64(report->ballot_round));
+				json_object_set_new(replica, "ballot_node_id",
+						    ctl_json_u64(report->ballot_node_id));
+				json_object_set_new(replica, "commit_slot",
+						    ctl_json_u64(report->commit_slot));
+				json_object_set_new(replica, "applied_slot",
+						    ctl_json_u64(report->applied_slot));
+				json_object_set_new(replica, "lease_valid",
+						    json_boolean(report->lease_valid));
+				json_object_set_new(replica, "report_age_ms",
+						    ctl_json_u64(status->report_age_ms));
+			} else {
+				json_object_set_new(replica, "role", json_null());
+			}
 			json_array_append_new(replicas, replica);
 		}
 		json_object_set_new(object, "replicas", replicas);
@@ -526,24 +635,43 @@ static void ctl_table_text(const Quorum__TableResponse *response)
 	       table->mode, table->uid, table->gid, table->has_sort_key ? "yes" : "no");
 	printf("  mtime %s\n  ctime %s\n", mtime, ctime);
 	printf("  %zu partition%s\n\n", table->n_partitions, table->n_partitions == 1 ? "" : "s");
-	printf("%-9s %-34s %5s  %s\n", "PARTITION", "HASH RANGE", "EPOCH",
-	       "REPLICAS (node/AZ/state; the first holds the data)");
+	printf("%-9s %-34s %5s %6s %12s %10s %10s\n", "PARTITION", "HASH RANGE", "EPOCH",
+	       "LEADER", "BALLOT", "COMMIT", "APPLIED");
 	for (size_t p = 0; p < table->n_partitions; p++) {
 		const Quorum__PartitionInfo *partition = table->partitions[p];
+		struct ctl_partition_view view;
+		char leader[24], ballot[48];
 
+		ctl_partition_view(response, partition, &view);
 		ctl_hex(partition->hash_first, first);
 		ctl_hex(partition->hash_last, last);
-		printf("%-9" PRIu64 " %s..%s %5" PRIu64 " ", partition->id, first, last,
-		       partition->epoch);
+		if (view.leader_id)
+			snprintf(leader, sizeof(leader), "%" PRIu64, view.leader_id);
+		else
+			snprintf(leader, sizeof(leader), "-");
+		snprintf(ballot, sizeof(ballot), "%" PRIu64 ".%" PRIu32, view.ballot_round,
+			 view.ballot_node_id);
+		printf("%-9" PRIu64 " %s..%s %5" PRIu64 " %6s %12s %10" PRIu64 " %10" PRIu64 "\n",
+		       partition->id, first, last, partition->epoch, leader,
+		       view.known ? ballot : "-", view.commit_slot, view.applied_slot);
 		for (size_t r = 0; r < partition->n_replicas; r++) {
 			const Quorum__NodeInfo *node = ctl_find_node(response,
 								     partition->replicas[r]);
+			const Quorum__ReplicaStatus *status =
+				ctl_find_report(response, partition->id, partition->replicas[r]);
 
-			printf(" %" PRIu64 "/%s/%s%s", partition->replicas[r],
-			       node ? node->az : "?", node && node->up ? "up" : "down",
-			       r == 0 ? "(data)" : "");
+			printf("    node %-4" PRIu64 " az %-4s %-4s", partition->replicas[r],
+			       node ? node->az : "?", node && node->up ? "up" : "down");
+			if (status)
+				printf(" %-12s commit %" PRIu64 " applied %" PRIu64
+				       "%s, reported %" PRIu64 " ms ago\n",
+				       ctl_role_name(status->report->role),
+				       status->report->commit_slot, status->report->applied_slot,
+				       status->report->lease_valid ? ", lease" : "",
+				       status->report_age_ms);
+			else
+				printf(" no report\n");
 		}
-		printf("\n");
 	}
 }
 

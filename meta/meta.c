@@ -113,12 +113,22 @@ static void meta_handle_heartbeat(struct meta *meta, const Quorum__HeartbeatRequ
 		meta_fail(response, arena, err, why);
 		return;
 	}
+	/* Reports are for describe only: one that cannot be kept is no failure. */
+	catalog_report_groups(meta->catalog, request->node_id, request->groups,
+			      request->n_groups, clock_monotonic_ms());
 	result = arena_alloc(arena, sizeof(*result));
 	if (!result) {
 		meta_fail(response, arena, -ENOMEM, "out of memory");
 		return;
 	}
 	quorum__heartbeat_response__init(result);
+	/* Every partition the node must host: it opens and closes groups to match. */
+	err = catalog_node_assignments(meta->catalog, request->node_id, arena,
+				       &result->partitions, &result->n_partitions);
+	if (err < 0) {
+		meta_fail(response, arena, err, "out of memory");
+		return;
+	}
 	response->result_case = QUORUM__RESPONSE__RESULT_HEARTBEAT;
 	response->heartbeat = result;
 }

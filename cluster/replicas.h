@@ -1,0 +1,111 @@
+/* replicas.h: the replication groups a storage node hosts, their threads, their inboxes and
+ * the transport of Paxos messages between nodes.
+ *
+ * Meta tells a node in every heartbeat reply which partitions it is a replica of
+ * (PartitionAssignment); replicas_assign opens a group (group.h over the store's state machine,
+ * its WAL in DATA/groups/<table>-<partition>/) for each new one and closes and removes the
+ * groups no longer assigned (WAL directory and the partition's items).
+ *
+ * Threads: one per group. A group's ready cycle syncs its WAL and applies to LevelDB with a
+ * sync, so groups on their own threads fsync in parallel, and a slow group (a large snapshot)
+ * does not hold back the ticks of the others, whose leases depend on ticking on time. The
+ * thread ticks every tick_ms (catching up ticks it missed while it was busy, so a leader's
+ * clock never runs slow against its lease), drains its inbox (peer messages, proposals, strong
+ * reads, cancellations, hand-offs) and calls group_process.
+ *
+ * Transport: a message for a peer is encoded (paxos_wire.h) into a Request.paxos and queued to
+ * the sender of the peer's address: one thread per peer address with a bounded queue, calling
+ * the peer's rpc server with a short deadline. A full queue drops the message, and so does a
+ * peer that failed a call a moment ago (Paxos tolerates loss); a group thread never waits on
+ * the network. The receiving node routes the message by (table, partition) to the group's
+ * inbox and answers at once.
+ *
+ * Client requests (from node.c's rpc workers): replicas_propose and replicas_read_barrier
+ * hand the command or read to the group thread and wait for its outcome up to a bound. Peer
+ * messages come through the same rpc workers, so only waiting_max requests may wait at once:
+ * if every worker waited for a commit, none would be left to take the peers' acceptances.
+ *
+ * Every function is thread-safe and returns 0 or a negative errno. */
+#ifndef QUORUM_REPLICAS_H
+#define QUORUM_REPLICAS_H
+
+#include "cluster/arena.h"
+#include "cluster/store.h"
+#include "quorum.pb-c.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define REPLICAS_TICK_MS_DEFAULT 10
+#define REPLICAS_ELECTION_TICKS_DEFAULT 20
+#define REPLICAS_ADDRESS_BYTES 512
+
+struct replicas_options {
+	const char *data_dir;		/* the node's data directory: groups in DIR/groups */
+	int64_t tick_ms;		/* one Paxos tick */
+	uint32_t election_ticks;	/* election timeout in ticks (lease and heartbeat follow) */
+	/* Client requests waiting on their groups at once, at most; more get -EAGAIN. The
+	 * node's rpc workers beyond this stay free for Paxos messages, without which no
+	 * waiting request could ever complete. */
+	int waiting_max;
+};
+
+/* What became of a proposal or read that did not simply succeed. */
+struct replicas_outcome {
+	int apply_status;		/* proposals: the command's own outcome (0, -EEXIST...) */
+	uint8_t result[GROUP_RESULT_BYTES_MAX];	/* proposals: the state machine's result */
+	size_t result_bytes;
+	uint64_t leader_id;		/* -EREMOTE: the leader, 0 if unknown */
+	char leader_address[REPLICAS_ADDRESS_BYTES];	/* "" if unknown */
+	char why[REPLICAS_ADDRESS_BYTES + 128];	/* a line for the reply on failure */
+};
+
+struct replicas;
+
+/* store must outlive the set. Returns 0, -EINVAL, -ENOMEM. */
+int replicas_new(struct store *store, const struct replicas_options *options,
+		 struct replicas **out);
+
+/* Closes every hosted group (their waiters get -ETIMEDOUT); later requests find no group
+ * (-EAGAIN, -ENOENT) until replicas_assign opens some again. */
+void replicas_close_all(struct replicas *replicas);
+
+/* Closes every group, stops the senders, frees. */
+void replicas_free(struct replicas *replicas);
+
+/* Makes the hosted groups those of assignments (a heartbeat reply) for node self_id: opens the
+ * new, updates peer addresses, closes and removes the ones no longer assigned. Assignments that
+ * make no sense (self missing, ids over 32 bits, too many replicas) are logged and skipped.
+ * Returns 0 or the first error (the others are still tried). */
+int replicas_assign(struct replicas *replicas, uint64_t self_id,
+		    Quorum__PartitionAssignment *const *assignments, size_t count);
+
+/* A GroupReport per hosted group, in arena. */
+int replicas_report(struct replicas *replicas, struct arena *arena,
+		    Quorum__GroupReport ***reports, size_t *count);
+
+/* A PaxosMessage from a peer: routes it to its group and fills response (status 0, or
+ * -ENOENT for an unknown group, -EINVAL for a malformed message, -EAGAIN for a full inbox). */
+void replicas_handle_paxos(struct replicas *replicas, const Quorum__PaxosMessage *message,
+			   Quorum__Response *response, struct arena *arena);
+
+/* Proposes a GroupCommand (packed in command) to the group of table_id whose hash range holds
+ * hash, and waits for it to be applied, at most timeout_ms. Returns 0 (outcome->apply_status
+ * and result say what the command did), -EAGAIN (not hosted here yet, no leader yet, the
+ * command was not applied: retry), -EREMOTE (outcome->leader_*), -ETIMEDOUT (unknown: it may
+ * still be applied), -EIO, -ENOMEM. */
+int replicas_propose(struct replicas *replicas, uint64_t table_id, uint64_t hash,
+		     const uint8_t *command, size_t command_bytes, int64_t timeout_ms,
+		     struct replicas_outcome *outcome);
+
+/* Waits until a strongly consistent read of the group holding hash may be served from the
+ * local store (this node leads under its lease and has applied everything committed before).
+ * Errors as replicas_propose. */
+int replicas_read_barrier(struct replicas *replicas, uint64_t table_id, uint64_t hash,
+			  int64_t timeout_ms, struct replicas_outcome *outcome);
+
+/* Hands off the leadership of every group this node leads to another member (the one whose
+ * node answered last), and waits until each has another leader, at most timeout_ms. */
+void replicas_hand_off(struct replicas *replicas, int64_t timeout_ms);
+
+#endif
