@@ -4,7 +4,14 @@
  * reaches quorumfs alone, which then stops the nodes before meta (a node
  * that outlives meta only retries its heartbeats; the reverse order would
  * make meta mark live nodes down for nothing). Each child asks the kernel
- * for SIGTERM when quorumfs dies, so a killed quorumfs leaves no orphans. */
+ * for SIGTERM when quorumfs dies, so a killed quorumfs leaves no orphans.
+ *
+ * Once mounted, a watcher thread restarts a child that dies (local_watch).
+ * The kernel sends a child's death signal when the THREAD that forked it
+ * exits, so the watcher lives on until local_stop has stopped every child;
+ * it holds the lock for each pass over the children and waits without it,
+ * so local_stop, once it holds the lock with stopping set, knows no
+ * restart is under way nor will be. */
 #define _GNU_SOURCE   /* asprintf */
 #include "fs/local.h"
 
@@ -19,6 +26,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -42,6 +50,14 @@
 /* A health probe gets this long before the next look at the children. */
 #define LOCAL_PROBE_MS 1000
 #define LOCAL_CLUSTER_JSON_VERSION 1
+/* Restarts of a dead child: the first pause, doubling up to the last while
+ * the child keeps dying within LOCAL_STABLE_MS of its start. */
+#define LOCAL_RESTART_FIRST_MS 500
+#define LOCAL_RESTART_MAX_MS 5000
+#define LOCAL_STABLE_MS 10000
+/* How often the watcher looks at the children. */
+#define LOCAL_WATCH_POLL_MS 100
+#define LOCAL_ARGV_MAX 12
 
 static const char *const local_azs[LOCAL_NODE_COUNT] = { "a", "b", "c" };
 
@@ -51,13 +67,25 @@ struct local_child {
 	char *data_dir;            /* DATADIR/<label> */
 	char *log_path;            /* DATADIR/<label>.log */
 	pid_t pid;                 /* 0: not running (or reaped) */
+	int64_t started_ms;        /* monotonic time of the last start */
+	int64_t restart_at_ms;     /* dead: when to start it again; 0: not due */
+	int64_t restart_delay_ms;  /* the pause before the next restart */
 };
 
 struct local_cluster {
 	char *data_dir;            /* absolute */
 	int lock_fd;
+	char *meta_binary, *node_binary;
 	/* [0] is meta, [1..3] the nodes of AZs a, b, c */
 	struct local_child children[1 + LOCAL_NODE_COUNT];
+	/* The watcher (local_watch). lock guards the children's pids and
+	 * cluster.json once it runs; wake is on CLOCK_MONOTONIC. */
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	pthread_t watcher;
+	bool watching;
+	bool stopping;             /* no more restarts */
+	bool watch_exit;           /* the children are stopped: the watcher may end */
 };
 
 static void local_why(char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -459,8 +487,25 @@ void local_stop(struct local_cluster *cluster)
 {
 	if (!cluster)
 		return;
+	if (cluster->watching) {
+		/* Once this lock is ours the watcher waits: no restart is
+		 * under way, and with stopping set none will start. */
+		pthread_mutex_lock(&cluster->lock);
+		cluster->stopping = true;
+		pthread_cond_broadcast(&cluster->wake);
+		pthread_mutex_unlock(&cluster->lock);
+	}
 	local_stop_children(&cluster->children[1], LOCAL_NODE_COUNT);
 	local_stop_children(&cluster->children[0], 1);
+	if (cluster->watching) {
+		/* Only now: the children it started die with it. */
+		pthread_mutex_lock(&cluster->lock);
+		cluster->watch_exit = true;
+		pthread_cond_broadcast(&cluster->wake);
+		pthread_mutex_unlock(&cluster->lock);
+		pthread_join(cluster->watcher, NULL);
+		cluster->watching = false;
+	}
 }
 
 /* ----------------------------------------------------------- cluster.json */
@@ -646,44 +691,201 @@ static int local_wait_healthy(struct local_cluster *cluster, int64_t deadline_ms
 
 /* ------------------------------------------------------------------ start */
 
+/* The command line of child index (0: meta, 1..3: nodes); pointers into
+ * cluster, valid while it lives. */
+static void local_child_argv(struct local_cluster *cluster, int index,
+			     char *argv[LOCAL_ARGV_MAX])
+{
+	struct local_child *child = &cluster->children[index];
+	int n = 0;
+
+	if (index == 0) {
+		argv[n++] = cluster->meta_binary;
+		argv[n++] = "--listen";
+		argv[n++] = child->url;
+		argv[n++] = "--data";
+		argv[n++] = child->data_dir;
+	} else {
+		argv[n++] = cluster->node_binary;
+		argv[n++] = "--listen";
+		argv[n++] = child->url;
+		argv[n++] = "--meta";
+		argv[n++] = cluster->children[0].url;
+		argv[n++] = "--az";
+		argv[n++] = (char *)local_azs[index - 1];
+		argv[n++] = "--data";
+		argv[n++] = child->data_dir;
+	}
+	argv[n] = NULL;
+}
+
 static int local_spawn_all(struct local_cluster *cluster, char *why)
 {
-	char *meta_binary = local_find_binary("quorum-meta", "meta");
-	char *node_binary = local_find_binary("quorumd", "cluster");
-	int err = 0;
+	char *argv[LOCAL_ARGV_MAX];
+	int err;
 
-	if (!meta_binary || !node_binary) {
+	cluster->meta_binary = local_find_binary("quorum-meta", "meta");
+	cluster->node_binary = local_find_binary("quorumd", "cluster");
+	if (!cluster->meta_binary || !cluster->node_binary) {
 		local_why(why, "cannot find %s: set QUORUMFS_BINDIR, or install it next to "
-			  "quorumfs or in PATH", !meta_binary ? "quorum-meta" : "quorumd");
-		err = -ENOENT;
-		goto out;
+			  "quorumfs or in PATH", !cluster->meta_binary ? "quorum-meta" : "quorumd");
+		return -ENOENT;
 	}
-	{
-		struct local_child *meta = &cluster->children[0];
-		char *argv[] = { meta_binary, "--listen", meta->url, "--data", meta->data_dir,
-				 NULL };
+	for (int i = 0; i < 1 + LOCAL_NODE_COUNT; i++) {
+		struct local_child *child = &cluster->children[i];
 
-		err = local_child_spawn(meta, argv, why);
+		local_child_argv(cluster, i, argv);
+		err = local_child_spawn(child, argv, why);
 		if (err < 0)
-			goto out;
-		log_info("started quorum-meta (pid %ld) at %s", (long)meta->pid, meta->url);
+			return err;
+		child->started_ms = clock_monotonic_ms();
+		child->restart_delay_ms = LOCAL_RESTART_FIRST_MS;
+		if (i == 0)
+			log_info("started quorum-meta (pid %ld) at %s", (long)child->pid,
+				 child->url);
+		else
+			log_info("started quorumd %s (pid %ld) at %s", local_azs[i - 1],
+				 (long)child->pid, child->url);
 	}
-	for (int i = 0; i < LOCAL_NODE_COUNT; i++) {
-		struct local_child *node = &cluster->children[1 + i];
-		char *argv[] = { node_binary, "--listen", node->url, "--meta",
-				 cluster->children[0].url, "--az", (char *)local_azs[i],
-				 "--data", node->data_dir, NULL };
+	return 0;
+}
 
-		err = local_child_spawn(node, argv, why);
-		if (err < 0)
-			goto out;
-		log_info("started quorumd %s (pid %ld) at %s", local_azs[i], (long)node->pid,
-			 node->url);
+/* ---------------------------------------------------------------- watcher */
+
+static int local_sync_init(struct local_cluster *cluster)
+{
+	pthread_condattr_t attr;
+	int err;
+
+	err = pthread_mutex_init(&cluster->lock, NULL);
+	if (err)
+		return -err;
+	err = pthread_condattr_init(&attr);
+	if (!err) {
+		err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		if (!err)
+			err = pthread_cond_init(&cluster->wake, &attr);
+		pthread_condattr_destroy(&attr);
 	}
-out:
-	free(meta_binary);
-	free(node_binary);
-	return err;
+	if (err) {
+		pthread_mutex_destroy(&cluster->lock);
+		return -err;
+	}
+	return 0;
+}
+
+/* Waits on wake (lock held) for at most wait_ms. */
+static void local_watch_sleep(struct local_cluster *cluster, int64_t wait_ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += wait_ms / 1000;
+	until.tv_nsec += (wait_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&cluster->wake, &cluster->lock, &until);
+}
+
+/* Reaps child index if it died, and schedules its restart. */
+static void local_watch_reap(struct local_cluster *cluster, int index, int64_t now_ms)
+{
+	struct local_child *child = &cluster->children[index];
+	char how[96];
+	int status = 0;
+	pid_t got = waitpid(child->pid, &status, WNOHANG);
+
+	if (got == 0 || (got < 0 && errno != ECHILD))
+		return;
+	if (got < 0)
+		snprintf(how, sizeof(how), "was reaped by someone else");
+	else
+		local_describe_status(status, how, sizeof(how));
+	/* A child that ran a while gets the first pause again; one that
+	 * keeps dying soon after its start, longer and longer ones. */
+	if (now_ms - child->started_ms >= LOCAL_STABLE_MS)
+		child->restart_delay_ms = LOCAL_RESTART_FIRST_MS;
+	log_warn("%s (pid %ld) %s; starting it again in %lld ms (its log: %s)", child->label,
+		 (long)child->pid, how, (long long)child->restart_delay_ms, child->log_path);
+	child->pid = 0;
+	child->restart_at_ms = now_ms + child->restart_delay_ms;
+	child->restart_delay_ms *= 2;
+	if (child->restart_delay_ms > LOCAL_RESTART_MAX_MS)
+		child->restart_delay_ms = LOCAL_RESTART_MAX_MS;
+}
+
+/* Starts child index again, with the arguments of its first start. */
+static void local_watch_restart(struct local_cluster *cluster, int index, int64_t now_ms)
+{
+	struct local_child *child = &cluster->children[index];
+	char *argv[LOCAL_ARGV_MAX];
+	char why[LOCAL_WHY_BYTES];
+	int err;
+
+	local_child_argv(cluster, index, argv);
+	err = local_child_spawn(child, argv, why);
+	if (err < 0) {
+		child->restart_at_ms = now_ms + child->restart_delay_ms;
+		log_warn("cannot start %s again: %s; next try in %lld ms", child->label, why,
+			 (long long)child->restart_delay_ms);
+		child->restart_delay_ms *= 2;
+		if (child->restart_delay_ms > LOCAL_RESTART_MAX_MS)
+			child->restart_delay_ms = LOCAL_RESTART_MAX_MS;
+		return;
+	}
+	child->started_ms = now_ms;
+	child->restart_at_ms = 0;
+	log_info("started %s again (pid %ld) at %s", child->label, (long)child->pid, child->url);
+	/* Tests and quorumctl find the new pid there. */
+	err = local_write_cluster_json(cluster, why);
+	if (err < 0)
+		log_warn("%s", why);
+}
+
+static void *local_watch_run(void *arg)
+{
+	struct local_cluster *cluster = arg;
+
+	pthread_mutex_lock(&cluster->lock);
+	while (!cluster->stopping) {
+		int64_t now_ms = clock_monotonic_ms();
+
+		for (int i = 0; i < 1 + LOCAL_NODE_COUNT; i++) {
+			struct local_child *child = &cluster->children[i];
+
+			if (child->pid > 0)
+				local_watch_reap(cluster, i, now_ms);
+			else if (child->restart_at_ms > 0 && now_ms >= child->restart_at_ms)
+				local_watch_restart(cluster, i, now_ms);
+		}
+		local_watch_sleep(cluster, LOCAL_WATCH_POLL_MS);
+	}
+	while (!cluster->watch_exit)
+		pthread_cond_wait(&cluster->wake, &cluster->lock);
+	pthread_mutex_unlock(&cluster->lock);
+	return NULL;
+}
+
+int local_watch(struct local_cluster *cluster)
+{
+	sigset_t all, old;
+	int err;
+
+	if (cluster->watching)
+		return 0;
+	/* Signals are for the threads that serve the mount, not this one. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&cluster->watcher, NULL, local_watch_run, cluster);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		log_error("cannot start the supervisor thread: %s", strerror(err));
+		return -err;
+	}
+	cluster->watching = true;
+	return 0;
 }
 
 int local_start(const char *data_dir, int64_t timeout_ms, struct local_cluster **out, char *why)
@@ -704,6 +906,12 @@ int local_start(const char *data_dir, int64_t timeout_ms, struct local_cluster *
 		return -ENOMEM;
 	}
 	cluster->lock_fd = -1;
+	err = local_sync_init(cluster);
+	if (err < 0) {
+		local_why(why, "cannot make the supervisor's lock: %s", strerror(-err));
+		free(cluster);
+		return err;
+	}
 	err = local_make_dirs(data_dir);
 	if (err < 0) {
 		local_why(why, "cannot create %s: %s", data_dir, strerror(-err));
@@ -771,6 +979,10 @@ void local_free(struct local_cluster *cluster)
 		free(cluster->children[i].data_dir);
 		free(cluster->children[i].log_path);
 	}
+	free(cluster->meta_binary);
+	free(cluster->node_binary);
+	pthread_cond_destroy(&cluster->wake);
+	pthread_mutex_destroy(&cluster->lock);
 	if (cluster->lock_fd >= 0)
 		close(cluster->lock_fd);
 	free(cluster->data_dir);

@@ -31,6 +31,15 @@ int local_start(const char *data_dir, int64_t timeout_ms, struct local_cluster *
 const char *local_meta_url(const struct local_cluster *cluster);
 const char *local_data_dir(const struct local_cluster *cluster);
 
+/* Watches the children from a thread of its own (quorumfs calls it once
+ * the cluster is up): a quorumd or quorum-meta that dies is logged and
+ * started again with the same arguments after a pause (500 ms, doubling to
+ * 5 s while it keeps dying within 10 s of its start), and cluster.json
+ * is rewritten with its new pid. A stopped (SIGSTOP) child is not a dead
+ * one. local_stop ends the restarts before it stops the children, so a
+ * stop never races a restart. -errno when the thread cannot start. */
+int local_watch(struct local_cluster *cluster);
+
 /* SIGTERM to the nodes, up to 10 s for them to exit, SIGKILL to the rest;
  * then the same for meta. Every child is reaped. Safe to call twice. */
 void local_stop(struct local_cluster *cluster);

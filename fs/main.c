@@ -86,6 +86,7 @@ static void main_usage(FILE *out)
 "                    a, b, c on 127.0.0.1) as children, with all state in DATADIR\n"
 "                    (created when missing), and mount it; unmounting stops it.\n"
 "                    The addresses and pids are written to DATADIR/cluster.json.\n"
+"                    A child that dies while mounted is started again.\n"
 "  -o meta=URL[,URL...]\n"
 "                    mount a cluster that runs elsewhere; several metadata URLs\n"
 "                    may be given, the first that answers at start-up is used\n"
@@ -478,7 +479,11 @@ static int main_run(const struct main_options *options, const char *mountpoint, 
 	struct main_daemon daemon = { .status_fd = status_fd, .log_fd = -1 };
 	struct local_cluster *cluster = NULL;
 	struct router *router = NULL;
-	struct router_options router_options = { .timeout_ms = options->timeout_ms };
+	struct router_options router_options = {
+		.timeout_ms = options->timeout_ms,
+		.consistency = options->eventual ? ROUTER_CONSISTENCY_EVENTUAL :
+						   ROUTER_CONSISTENCY_STRONG,
+	};
 	struct fs_config config = {
 		.mountpoint = mountpoint,
 		.debug = options->debug,
@@ -495,6 +500,13 @@ static int main_run(const struct main_options *options, const char *mountpoint, 
 		err = local_start(options->local_dir, options->timeout_ms, &cluster, why);
 		if (err < 0) {
 			fprintf(stderr, "quorumfs: %s\n", why);
+			goto out;
+		}
+		/* From now on a child that dies is started again. */
+		err = local_watch(cluster);
+		if (err < 0) {
+			fprintf(stderr, "quorumfs: cannot watch the local cluster: %s\n",
+				strerror(-err));
 			goto out;
 		}
 		router_options.meta_url = local_meta_url(cluster);

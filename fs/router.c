@@ -5,13 +5,16 @@
  * holding a request is given up on early and the route refreshed. Between
  * attempts the router backs off (25 ms, doubling to 500 ms). A transport
  * failure (no answer, socket error, garbage reply) is retried; an answer
- * from the peer, error or not, is returned as it is.
+ * from the peer, error or not, is returned as it is, except -EREMOTE (not
+ * the leader: follow its hint) and -EAGAIN (no leader yet: try another).
  *
  * The route cache maps a table name to its partitions (sorted by
- * hash_first) and the address of each partition's first replica. It is
- * filled by DescribeTable and dropped for a table after a transport
- * failure, so a moved or restarted node is found again. The lock guards the
- * cache only: no network call is made while it is held. */
+ * hash_first), each with its replicas (node ids and addresses), the one
+ * believed to lead and the one that last served an eventual read. It is
+ * filled by DescribeTable and dropped for a table when no replica of a
+ * partition answers, so a moved or restarted node is found again; what is
+ * known of leaders survives the refresh. The lock guards the cache and the
+ * replicated flag only: no network call is made while it is held. */
 #include "fs/router.h"
 
 #include "cluster/clock.h"
@@ -36,6 +39,26 @@
 /* A node returns at most this many entries per scan request. */
 #define ROUTER_SCAN_PAGE_MAX 1000
 #define ROUTER_ADDRESS_MAX_BYTES 256
+/* Replicas of one partition the router keeps track of (three today). */
+#define ROUTER_REPLICAS_MAX 8
+/* -EREMOTE hints followed at once, without a pause, in a row. */
+#define ROUTER_LEADER_HOPS_MAX 3
+#define ROUTER_NO_REPLICA SIZE_MAX
+/* How long a replica that did not answer is passed over, and hints that
+ * name it ignored: long enough for the others to elect a new leader in
+ * peace, short enough for a node that was only slow or paused to be asked
+ * again within the deadline. */
+#define ROUTER_SUSPECT_MS 1000
+
+/* One partition's replicas; address[i] is NULL when meta named no node. */
+struct route_partition {
+	uint64_t id;
+	size_t replica_count;
+	uint64_t node_id[ROUTER_REPLICAS_MAX];
+	char *address[ROUTER_REPLICAS_MAX];
+	size_t leader;             /* index of the replica believed to lead */
+	size_t reader;             /* index of the replica that served the last eventual read */
+};
 
 /* One table's routing: partitions sorted by hash_first. */
 struct route {
@@ -45,21 +68,38 @@ struct route {
 	size_t partition_count;
 	uint64_t *hash_first;
 	uint64_t *hash_last;
-	char **address;            /* first replica's node; NULL when meta named none */
+	struct route_partition *parts;
 };
 
 struct router {
 	int64_t timeout_ms;
 	uint64_t item_max_bytes;
+	bool eventual;             /* consistency=eventual */
 	struct net_pool *pool;
 	struct net_client *meta;   /* owned by pool */
-	pthread_mutex_t lock;      /* guards routes */
+	pthread_mutex_t lock;      /* guards routes and replicated */
 	struct route *routes;
+	/* The nodes run replication groups: any replica of a partition can
+	 * take a request (and redirect it). Until then only the first one
+	 * holds data, and asking another would give wrong answers. */
+	bool replicated;
 };
 
-/* Where one request goes: the partition's range and its node. */
+/* Where one request goes: a copy of the partition's route. */
 struct route_target {
 	uint64_t hash_first, hash_last;
+	uint64_t partition_id;
+	bool replicated;
+	size_t replica_count;
+	size_t leader, reader;
+	uint64_t node_id[ROUTER_REPLICAS_MAX];
+	char address[ROUTER_REPLICAS_MAX][ROUTER_ADDRESS_MAX_BYTES];   /* "": unknown */
+	size_t chosen;             /* the replica of the last attempt */
+};
+
+/* What a replica said about its partition's leader with -EREMOTE. */
+struct router_hint {
+	uint64_t leader_id;        /* 0: unknown */
 	char address[ROUTER_ADDRESS_MAX_BYTES];
 };
 
@@ -72,6 +112,13 @@ struct router_op {
 	int64_t backoff_ms;
 	int attempts;
 	bool maybe_applied;        /* a request reached a node and its answer was lost */
+	int hops;                  /* -EREMOTE hints followed since the last pause */
+	/* Nodes that failed on transport in this operation: not asked again
+	 * (nor followed by a hint) for ROUTER_SUSPECT_MS, or until every
+	 * replica has failed. */
+	size_t failed_count;
+	uint64_t failed_nodes[ROUTER_REPLICAS_MAX];
+	int64_t failed_at_ms[ROUTER_REPLICAS_MAX];
 	char why[RPC_WHY_BYTES];
 };
 
@@ -201,11 +248,13 @@ static void route_free(struct route *route)
 {
 	if (!route)
 		return;
-	if (route->address) {
-		for (size_t i = 0; i < route->partition_count; i++)
-			free(route->address[i]);
+	if (route->parts) {
+		for (size_t i = 0; i < route->partition_count; i++) {
+			for (size_t r = 0; r < route->parts[i].replica_count; r++)
+				free(route->parts[i].address[r]);
+		}
 	}
-	free(route->address);
+	free(route->parts);
 	free(route->hash_first);
 	free(route->hash_last);
 	free(route);
@@ -246,24 +295,35 @@ static int route_build(const Quorum__TableResponse *response, struct route **out
 	route->table_id = info->id;
 	route->hash_first = calloc(count ? count : 1, sizeof(uint64_t));
 	route->hash_last = calloc(count ? count : 1, sizeof(uint64_t));
-	route->address = calloc(count ? count : 1, sizeof(char *));
+	route->parts = calloc(count ? count : 1, sizeof(*route->parts));
 	sorted = calloc(count ? count : 1, sizeof(*sorted));
-	if (!route->hash_first || !route->hash_last || !route->address || !sorted)
+	if (!route->hash_first || !route->hash_last || !route->parts || !sorted)
 		goto failed;
 	route->partition_count = count;
 	memcpy(sorted, info->partitions, count * sizeof(*sorted));
 	qsort(sorted, count, sizeof(*sorted), route_compare_partitions);
 	for (size_t i = 0; i < count; i++) {
-		const char *address = NULL;
+		struct route_partition *part = &route->parts[i];
+		size_t replicas = sorted[i]->n_replicas;
 
 		route->hash_first[i] = sorted[i]->hash_first;
 		route->hash_last[i] = sorted[i]->hash_last;
-		if (sorted[i]->n_replicas > 0)
-			address = route_node_address(response, sorted[i]->replicas[0]);
-		if (address && strlen(address) < ROUTER_ADDRESS_MAX_BYTES) {
-			route->address[i] = strdup(address);
-			if (!route->address[i])
-				goto failed;
+		part->id = sorted[i]->id;
+		/* More replicas than three are not placed today; the first
+		 * ROUTER_REPLICAS_MAX are enough to find the leader. */
+		if (replicas > ROUTER_REPLICAS_MAX)
+			replicas = ROUTER_REPLICAS_MAX;
+		part->replica_count = replicas;
+		for (size_t r = 0; r < replicas; r++) {
+			const char *address = route_node_address(response,
+								 sorted[i]->replicas[r]);
+
+			part->node_id[r] = sorted[i]->replicas[r];
+			if (address && strlen(address) < ROUTER_ADDRESS_MAX_BYTES) {
+				part->address[r] = strdup(address);
+				if (!part->address[r])
+					goto failed;
+			}
 		}
 		/* Overlapping ranges would make lookups ambiguous. */
 		if (i > 0 && route->hash_first[i] <= route->hash_last[i - 1]) {
@@ -283,6 +343,40 @@ failed:
 	return err;
 }
 
+/* The index of node_id among the partition's replicas, or ROUTER_NO_REPLICA. */
+static size_t route_replica_index(const struct route_partition *part, uint64_t node_id)
+{
+	for (size_t r = 0; r < part->replica_count; r++) {
+		if (part->node_id[r] == node_id)
+			return r;
+	}
+	return ROUTER_NO_REPLICA;
+}
+
+/* A fresh route keeps what the old one of the same table learnt about
+ * leaders and readers, partition by partition (matched by id). */
+static void route_inherit(struct route *route, const struct route *old)
+{
+	for (size_t i = 0; i < route->partition_count; i++) {
+		struct route_partition *part = &route->parts[i];
+
+		for (size_t j = 0; j < old->partition_count; j++) {
+			const struct route_partition *before = &old->parts[j];
+			size_t index;
+
+			if (before->id != part->id)
+				continue;
+			index = route_replica_index(part, before->node_id[before->leader]);
+			if (index != ROUTER_NO_REPLICA)
+				part->leader = index;
+			index = route_replica_index(part, before->node_id[before->reader]);
+			if (index != ROUTER_NO_REPLICA)
+				part->reader = index;
+			break;
+		}
+	}
+}
+
 /* Replaces the cached route of route->name; takes ownership of route. */
 static void router_cache_put(struct router *router, struct route *route)
 {
@@ -296,6 +390,8 @@ static void router_cache_put(struct router *router, struct route *route)
 			break;
 		}
 	}
+	if (old && old->table_id == route->table_id)
+		route_inherit(route, old);
 	route->next = router->routes;
 	router->routes = route;
 	pthread_mutex_unlock(&router->lock);
@@ -320,34 +416,98 @@ static void router_cache_drop(struct router *router, const char *name, uint64_t 
 	route_free(old);
 }
 
-/* Copies the target of hash from the cached route of table. False on a
- * miss: no route, a route of another table by that name, no partition
- * holds hash, or its node is unknown. */
-static bool router_cache_find(struct router *router, const struct router_table *table,
-			      uint64_t hash, struct route_target *out)
+static void router_set_replicated(struct router *router)
 {
-	bool found = false;
-
 	pthread_mutex_lock(&router->lock);
+	if (!router->replicated)
+		log_info("the cluster runs replication groups: requests follow partition leaders");
+	router->replicated = true;
+	pthread_mutex_unlock(&router->lock);
+}
+
+/* Finds the cached partition of hash in table, with the lock held. */
+static struct route_partition *router_cache_partition(struct router *router,
+						       const struct router_table *table,
+						       uint64_t hash, size_t *index)
+{
 	for (struct route *route = router->routes; route; route = route->next) {
-		int index;
+		int found;
 
 		if (strcmp(route->name, table->name) != 0)
 			continue;
 		if (route->table_id != table->id)
-			break;
-		index = key_find_partition(route->hash_first, route->hash_last,
+			return NULL;
+		found = key_find_partition(route->hash_first, route->hash_last,
 					   route->partition_count, hash);
-		if (index < 0 || !route->address[index])
-			break;
+		if (found < 0)
+			return NULL;
+		if (index)
+			*index = (size_t)found;
+		return &route->parts[found];
+	}
+	return NULL;
+}
+
+/* Copies the target of hash from the cached route of table. False on a
+ * miss: no route, a route of another table by that name, no partition
+ * holds hash, or none of its nodes is known. */
+static bool router_cache_find(struct router *router, const struct router_table *table,
+			      uint64_t hash, struct route_target *out)
+{
+	const struct route_partition *part;
+	bool found = false;
+	size_t index = 0;
+
+	pthread_mutex_lock(&router->lock);
+	part = router_cache_partition(router, table, hash, &index);
+	for (size_t r = 0; part && r < part->replica_count; r++)
+		found = found || part->address[r];
+	if (found) {
+		const struct route *route = NULL;
+
+		for (route = router->routes; route; route = route->next) {
+			if (part >= route->parts && part < route->parts + route->partition_count)
+				break;
+		}
 		out->hash_first = route->hash_first[index];
 		out->hash_last = route->hash_last[index];
-		snprintf(out->address, sizeof(out->address), "%s", route->address[index]);
-		found = true;
-		break;
+		out->partition_id = part->id;
+		out->replicated = router->replicated;
+		out->replica_count = part->replica_count;
+		out->leader = part->leader;
+		out->reader = part->reader;
+		out->chosen = ROUTER_NO_REPLICA;
+		for (size_t r = 0; r < part->replica_count; r++) {
+			out->node_id[r] = part->node_id[r];
+			snprintf(out->address[r], sizeof(out->address[r]), "%s",
+				 part->address[r] ? part->address[r] : "");
+		}
 	}
 	pthread_mutex_unlock(&router->lock);
 	return found;
+}
+
+/* Remembers that node_id leads (or, for eventual reads, serves) the
+ * partition of hash, if the cached route still names it. */
+static void router_cache_remember(struct router *router, const struct router_table *table,
+				  uint64_t hash, uint64_t partition_id, uint64_t node_id,
+				  bool reader)
+{
+	struct route_partition *part;
+
+	pthread_mutex_lock(&router->lock);
+	part = router_cache_partition(router, table, hash, NULL);
+	if (part && part->id == partition_id) {
+		size_t index = route_replica_index(part, node_id);
+
+		if (index != ROUTER_NO_REPLICA) {
+			if (reader)
+				part->reader = index;
+			else
+				part->leader = index;
+		}
+	}
+	pthread_mutex_unlock(&router->lock);
 }
 
 /* One DescribeTable attempt; caches the route on success. */
@@ -372,6 +532,9 @@ static int router_describe_attempt(struct router *router, struct router_op *op, 
 		/* A map that cannot be used is the cluster's fault. */
 		return err == -ENOMEM ? -ENOMEM : -EIO;
 	}
+	/* Group reports exist only where the nodes run replication. */
+	if ((*response)->table->n_replicas > 0)
+		router_set_replicated(router);
 	router_cache_put(router, route);
 	return 0;
 }
@@ -408,33 +571,283 @@ static int router_route(struct router *router, struct router_op *op,
 	return -EIO;
 }
 
-/* A request to the node holding hash in table, retried on transport
- * failures (with a fresh route) until the deadline. */
+/* ------------------------------------------------------- requests to nodes */
+
+/* The result a node answers an item operation with (a delete: none). */
+static Quorum__Response__ResultCase router_expected_result(Quorum__Request__OpCase op)
+{
+	switch (op) {
+	case QUORUM__REQUEST__OP_GET_ITEM: return QUORUM__RESPONSE__RESULT_GET_ITEM;
+	case QUORUM__REQUEST__OP_PUT_ITEM: return QUORUM__RESPONSE__RESULT_PUT_ITEM;
+	case QUORUM__REQUEST__OP_UPDATE_ITEM: return QUORUM__RESPONSE__RESULT_UPDATE_ITEM;
+	case QUORUM__REQUEST__OP_SCAN: return QUORUM__RESPONSE__RESULT_SCAN;
+	default: return QUORUM__RESPONSE__RESULT__NOT_SET;
+	}
+}
+
+/* rpc_call for requests to nodes, which also keeps the leader hint of an
+ * -EREMOTE answer (rpc_call drops the failed response whole). Same
+ * contract otherwise: 0 with *response, or a negative errno with *error. */
+static int router_node_call(struct net_client *client, Quorum__Request *request,
+			    int64_t deadline_ms, Quorum__Response **response,
+			    struct rpc_error *error, struct router_hint *hint)
+{
+	size_t request_bytes, reply_bytes = 0;
+	uint8_t *packed;
+	void *reply = NULL;
+	Quorum__Response *decoded;
+	int err;
+
+	*response = NULL;
+	memset(hint, 0, sizeof(*hint));
+	error->transport = true;
+	request->version = RPC_PROTOCOL_VERSION;
+	request_bytes = quorum__request__get_packed_size(request);
+	packed = malloc(request_bytes ? request_bytes : 1);
+	if (!packed) {
+		snprintf(error->why, sizeof(error->why), "out of memory");
+		return -ENOMEM;
+	}
+	quorum__request__pack(request, packed);
+	err = net_client_call(client, packed, request_bytes, deadline_ms, &reply, &reply_bytes);
+	free(packed);
+	if (err < 0) {
+		snprintf(error->why, sizeof(error->why), "%s: %s", net_client_url(client),
+			 err == -ETIMEDOUT ? "no answer before the deadline" : strerror(-err));
+		return err;
+	}
+	decoded = quorum__response__unpack(NULL, reply_bytes, reply);
+	net_message_free(reply);
+	if (!decoded) {
+		log_warn("malformed reply from %s dropped", net_client_url(client));
+		snprintf(error->why, sizeof(error->why), "%s: malformed reply",
+			 net_client_url(client));
+		return -EPROTO;
+	}
+	if (decoded->status < 0) {
+		err = decoded->status;
+		error->transport = false;
+		snprintf(error->why, sizeof(error->why), "%s",
+			 decoded->message ? decoded->message : strerror(-err));
+		if (err == -EREMOTE && decoded->has_leader_id)
+			hint->leader_id = decoded->leader_id;
+		if (err == -EREMOTE && decoded->leader_address &&
+		    strlen(decoded->leader_address) < sizeof(hint->address))
+			strcpy(hint->address, decoded->leader_address);
+		quorum__response__free_unpacked(decoded, NULL);
+		return err;
+	}
+	if (decoded->result_case != router_expected_result(request->op_case)) {
+		log_warn("reply from %s answers another operation", net_client_url(client));
+		snprintf(error->why, sizeof(error->why), "%s: reply answers another operation",
+			 net_client_url(client));
+		quorum__response__free_unpacked(decoded, NULL);
+		return -EPROTO;
+	}
+	error->transport = false;
+	*response = decoded;
+	return 0;
+}
+
+static bool router_op_node_failed(const struct router_op *op, uint64_t node_id)
+{
+	int64_t now_ms = clock_monotonic_ms();
+
+	for (size_t i = 0; i < op->failed_count; i++) {
+		if (op->failed_nodes[i] == node_id)
+			return now_ms - op->failed_at_ms[i] < ROUTER_SUSPECT_MS;
+	}
+	return false;
+}
+
+static void router_op_fail_node(struct router_op *op, uint64_t node_id)
+{
+	int64_t now_ms = clock_monotonic_ms();
+
+	for (size_t i = 0; i < op->failed_count; i++) {
+		if (op->failed_nodes[i] == node_id) {
+			op->failed_at_ms[i] = now_ms;
+			return;
+		}
+	}
+	if (op->failed_count < ROUTER_REPLICAS_MAX) {
+		op->failed_nodes[op->failed_count] = node_id;
+		op->failed_at_ms[op->failed_count++] = now_ms;
+	}
+}
+
+/* The first usable replica from preferred on (in replica order), one that
+ * has an address and has not failed on transport just now; ROUTER_NO_REPLICA
+ * when none is left. */
+static size_t router_pick_replica(const struct router_op *op, const struct route_target *target,
+				  size_t preferred)
+{
+	for (size_t k = 0; k < target->replica_count; k++) {
+		size_t r = (preferred + k) % target->replica_count;
+
+		if (target->address[r][0] && !router_op_node_failed(op, target->node_id[r]))
+			return r;
+	}
+	return ROUTER_NO_REPLICA;
+}
+
+/* How an attempt at a node went, for router_call_node. */
+enum router_next {
+	ROUTER_NEXT_DONE,          /* the node's answer: return it */
+	ROUTER_NEXT_NOW,           /* try again at once (a hint, another replica) */
+	ROUTER_NEXT_PAUSE,         /* back off, then try again */
+};
+
+/* Decides what follows an attempt at target->chosen that failed with err
+ * (transport: no answer). Updates the cache and op. */
+static enum router_next router_after_failure(struct router *router, struct router_op *op,
+					     const struct router_table *table, uint64_t hash,
+					     const struct route_target *target, bool reader,
+					     int err, bool transport,
+					     const struct router_hint *hint)
+{
+	uint64_t node_id = target->node_id[target->chosen];
+	size_t next;
+
+	if (transport) {
+		/* The request may have been applied and its answer lost; a
+		 * socket that never connected sent nothing, but telling the
+		 * two apart is not worth the risk. */
+		op->maybe_applied = true;
+		if (!target->replicated) {
+			/* Only the first replica holds data: ask meta again. */
+			router_cache_drop(router, table->name, table->id);
+			return ROUTER_NEXT_PAUSE;
+		}
+		router_op_fail_node(op, node_id);
+		next = router_pick_replica(op, target, target->chosen + 1);
+		if (next == ROUTER_NO_REPLICA) {
+			/* No replica answered: perhaps they moved. Start over
+			 * with a fresh route, after a pause. */
+			op->failed_count = 0;
+			router_cache_drop(router, table->name, table->id);
+			return ROUTER_NEXT_PAUSE;
+		}
+		/* The next operation should not wait on this node first. */
+		router_cache_remember(router, table, hash, target->partition_id,
+				      target->node_id[next], reader);
+		return ROUTER_NEXT_NOW;
+	}
+	if (err == -EREMOTE) {
+		if (!target->replicated)
+			router_set_replicated(router);
+		if (hint->leader_id && hint->leader_id != node_id &&
+		    op->hops < ROUTER_LEADER_HOPS_MAX) {
+			size_t index = ROUTER_NO_REPLICA;
+
+			for (size_t r = 0; r < target->replica_count; r++) {
+				if (target->node_id[r] == hint->leader_id)
+					index = r;
+			}
+			if (index == ROUTER_NO_REPLICA) {
+				/* A leader our route does not know: the group's
+				 * membership changed; ask meta for the new one. */
+				op->hops++;
+				router_cache_drop(router, table->name, table->id);
+				return ROUTER_NEXT_NOW;
+			}
+			/* A hint towards a node that did not answer us just now
+			 * is likely stale: the replica still waits out a dead
+			 * leader's lease. Try another after a pause. */
+			if (!router_op_node_failed(op, hint->leader_id)) {
+				op->hops++;
+				router_cache_remember(router, table, hash, target->partition_id,
+						      hint->leader_id, false);
+				return ROUTER_NEXT_NOW;
+			}
+		}
+	} else if (err == -EAGAIN) {
+		if (!target->replicated)
+			router_set_replicated(router);
+	} else {
+		return ROUTER_NEXT_DONE;
+	}
+	/* No leader known (an election runs, or the partition is not hosted
+	 * there yet): the next replica, after a pause. */
+	snprintf(op->why, sizeof(op->why), "no leader for partition %llu yet (%s)",
+		 (unsigned long long)target->partition_id, strerror(-err));
+	next = router_pick_replica(op, target, target->chosen + 1);
+	if (next != ROUTER_NO_REPLICA)
+		router_cache_remember(router, table, hash, target->partition_id,
+				      target->node_id[next], reader);
+	return ROUTER_NEXT_PAUSE;
+}
+
+/* A request to the replica of hash's partition in table that should take
+ * it: the leader, or for an eventual read the last replica that served
+ * one. Follows leader hints, moves on from replicas that do not answer,
+ * refreshes the route, all until the deadline. A scan request gets the
+ * partition's range of each attempt's route. */
 static int router_call_node(struct router *router, struct router_op *op,
-			    const struct router_table *table, uint64_t hash,
+			    const struct router_table *table, uint64_t hash, bool eventual,
 			    Quorum__Request *request, Quorum__Response **response,
 			    struct route_target *target)
 {
 	for (;;) {
-		struct net_client *client;
 		bool retry;
 		int err = router_route(router, op, table, hash, target, &retry);
 
 		if (err == 0) {
-			client = net_pool_get(router->pool, target->address);
+			struct net_client *client;
+			struct rpc_error error = { 0 };
+			struct router_hint hint;
+			int64_t deadline_ms = clock_monotonic_ms() + ROUTER_ATTEMPT_MS;
+			enum router_next next;
+
+			if (!target->replicated)
+				target->chosen = target->address[0][0] ? 0 : ROUTER_NO_REPLICA;
+			else
+				target->chosen = router_pick_replica(op, target, eventual ?
+								     target->reader :
+								     target->leader);
+			if (target->chosen == ROUTER_NO_REPLICA) {
+				/* Meta named no address for the replica to ask. */
+				snprintf(op->why, sizeof(op->why),
+					 "no known node for partition %llu",
+					 (unsigned long long)target->partition_id);
+				op->failed_count = 0;
+				router_cache_drop(router, table->name, table->id);
+				goto pause;
+			}
+			client = net_pool_get(router->pool, target->address[target->chosen]);
 			if (!client)
 				return -ENOMEM;
-			err = router_op_attempt(op, client, request, response, &retry);
-			if (!retry)
+			if (request->op_case == QUORUM__REQUEST__OP_SCAN) {
+				request->scan->hash_first = target->hash_first;
+				request->scan->hash_last = target->hash_last;
+			}
+			if (deadline_ms > op->deadline_ms)
+				deadline_ms = op->deadline_ms;
+			op->attempts++;
+			err = router_node_call(client, request, deadline_ms, response, &error,
+					       &hint);
+			if (error.transport || err < 0)
+				snprintf(op->why, sizeof(op->why), "%s", error.why);
+			if (err == 0) {
+				if (target->replicated &&
+				    target->chosen != (eventual ? target->reader : target->leader))
+					router_cache_remember(router, table, hash,
+							      target->partition_id,
+							      target->node_id[target->chosen],
+							      eventual);
+				return 0;
+			}
+			next = router_after_failure(router, op, table, hash, target, eventual, err,
+						    error.transport, &hint);
+			if (next == ROUTER_NEXT_DONE)
 				return err;
-			/* The request may have been applied and its answer
-			 * lost; a socket that never connected sent nothing,
-			 * but telling the two apart is not worth the risk. */
-			op->maybe_applied = true;
-			router_cache_drop(router, table->name, table->id);
+			if (next == ROUTER_NEXT_NOW && clock_remaining_ms(op->deadline_ms) > 0)
+				continue;
 		} else if (!retry) {
 			return err;
 		}
+pause:
+		op->hops = 0;
 		if (!router_op_backoff(op))
 			return -EIO;
 	}
@@ -459,6 +872,7 @@ int router_new(const struct router_options *options, struct router **out)
 	if (!router)
 		return -ENOMEM;
 	router->timeout_ms = options->timeout_ms;
+	router->eventual = options->consistency == ROUTER_CONSISTENCY_EVENTUAL;
 	router->item_max_bytes = 0;
 	pthread_mutex_init(&router->lock, NULL);
 	router->pool = net_pool_new();
@@ -802,9 +1216,11 @@ nomem:
 	return -ENOMEM;
 }
 
+/* eventual: any replica may answer (consistency=eventual); a read that
+ * feeds a change (rename, the check of an update) is always strong. */
 static int router_get_item_op(struct router *router, struct router_op *op,
 			      const struct router_table *table, const char *key, bool meta_only,
-			      struct router_item *out)
+			      bool eventual, struct router_item *out)
 {
 	Quorum__Request request = QUORUM__REQUEST__INIT;
 	Quorum__GetItemRequest get = QUORUM__GET_ITEM_REQUEST__INIT;
@@ -817,10 +1233,13 @@ static int router_get_item_op(struct router *router, struct router_op *op,
 	get.key = &item_key;
 	get.has_meta_only = true;
 	get.meta_only = meta_only;
+	get.has_eventual = eventual;
+	get.eventual = eventual;
 	request.op_case = QUORUM__REQUEST__OP_GET_ITEM;
 	request.get_item = &get;
-	err = router_call_node(router, op, table, key_hash(key, strlen(key)), &request, &response,
-			       &target);
+	memset(out, 0, sizeof(*out));
+	err = router_call_node(router, op, table, key_hash(key, strlen(key)), eventual, &request,
+			       &response, &target);
 	if (err < 0)
 		return err;
 	err = router_item_from_record(out, response->get_item->item, meta_only);
@@ -839,7 +1258,7 @@ int router_get_item(struct router *router, const struct router_table *table, con
 	if (err < 0)
 		return err;
 	router_op_begin(&op, router, "get item", table->name, key);
-	return router_get_item_op(router, &op, table, key, meta_only, out);
+	return router_get_item_op(router, &op, table, key, meta_only, router->eventual, out);
 }
 
 int router_put_item(struct router *router, const struct router_table *table, const char *key,
@@ -917,8 +1336,8 @@ int router_put_item(struct router *router, const struct router_table *table, con
 	/* A retried conditional put whose first try was applied answers
 	 * -EEXIST or -ESTALE: indistinguishable from a real conflict until
 	 * requests carry ids (replication). It is returned as it is. */
-	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), &request, &response,
-			       &target);
+	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), false, &request,
+			       &response, &target);
 	if (err < 0)
 		goto out;
 	if (out)
@@ -948,8 +1367,8 @@ int router_delete_item(struct router *router, const struct router_table *table, 
 	request.op_case = QUORUM__REQUEST__OP_DELETE_ITEM;
 	request.delete_item = &delete;
 	router_op_begin(&op, router, "delete item", table->name, key);
-	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), &request, &response,
-			       &target);
+	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), false, &request,
+			       &response, &target);
 	if (response)
 		quorum__response__free_unpacked(response, NULL);
 	/* An earlier try deleted it and its answer was lost. */
@@ -975,7 +1394,7 @@ static bool router_update_was_applied(struct router *router, struct router_op *o
 	if (!(err == -EEXIST && update->set_xattr && (update->set_xattr_flags & XATTR_CREATE)) &&
 	    !(err == -ENODATA && update->remove_xattr))
 		return false;
-	if (router_get_item_op(router, op, table, key, true, &item) < 0)
+	if (router_get_item_op(router, op, table, key, true, false, &item) < 0)
 		return false;
 	if (update->set_xattr) {
 		for (size_t i = 0; i < item.xattr_count; i++) {
@@ -1046,8 +1465,8 @@ int router_update_item(struct router *router, const struct router_table *table,
 	request.op_case = QUORUM__REQUEST__OP_UPDATE_ITEM;
 	request.update_item = &change;
 	router_op_begin(&op, router, "update item", table->name, key);
-	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), &request, &response,
-			       &target);
+	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), false, &request,
+			       &response, &target);
 	if (err < 0) {
 		if (router_update_was_applied(router, &op, table, key, update, err, out))
 			return 0;
@@ -1064,6 +1483,7 @@ int router_rename_item(struct router *router, const struct router_table *table,
 {
 	struct router_item item;
 	struct item_attr attr;
+	struct router_op op;
 	/* A non-NULL list: the target gets exactly the source's xattrs, none
 	 * when it has none, rather than keeping the target's old ones. */
 	static const struct item_xattr no_xattrs[1];
@@ -1077,7 +1497,10 @@ int router_rename_item(struct router *router, const struct router_table *table,
 		return err;
 	if (strcmp(from, to) == 0)
 		return 0;
-	err = router_get_item(router, table, from, false, &item);
+	/* The source is read at its leader even on an eventual mount: the
+	 * target must get the body the source holds now. */
+	router_op_begin(&op, router, "get item", table->name, from);
+	err = router_get_item_op(router, &op, table, from, false, false, &item);
 	if (err < 0)
 		return err;
 	attr = item.attr;
@@ -1158,9 +1581,11 @@ static int router_scan_take(const struct router_table *table, const Quorum__Scan
 	return 0;
 }
 
-int router_scan(struct router *router, const struct router_table *table,
-		struct router_cursor *cursor, struct router_scan_entry *entries,
-		size_t capacity, size_t *count)
+/* One scan of up to capacity entries (see router_scan); eventual: any
+ * replica may answer. */
+static int router_scan_op(struct router *router, const struct router_table *table,
+			  struct router_cursor *cursor, struct router_scan_entry *entries,
+			  size_t capacity, bool eventual, size_t *count)
 {
 	*count = 0;
 	if (table->has_sort_key)
@@ -1179,34 +1604,17 @@ int router_scan(struct router *router, const struct router_table *table,
 		router_op_begin(&op, router, "scan", table->name, NULL);
 		scan.table_id = table->id;
 		scan.limit = room > ROUTER_SCAN_PAGE_MAX ? ROUTER_SCAN_PAGE_MAX : (uint32_t)room;
+		scan.has_after = cursor->after_bytes > 0;
+		scan.after.data = cursor->after;
+		scan.after.len = cursor->after_bytes;
+		scan.has_eventual = eventual;
+		scan.eventual = eventual;
 		request.op_case = QUORUM__REQUEST__OP_SCAN;
 		request.scan = &scan;
-		/* The range is known only once routed: the route is looked up
-		 * first, then every attempt sends the range of its route. */
-		for (;;) {
-			bool retry;
-
-			err = router_route(router, &op, table, cursor->hash, &target, &retry);
-			if (err == 0) {
-				struct net_client *client = net_pool_get(router->pool,
-									 target.address);
-				if (!client)
-					return -ENOMEM;
-				scan.hash_first = target.hash_first;
-				scan.hash_last = target.hash_last;
-				scan.has_after = cursor->after_bytes > 0;
-				scan.after.data = cursor->after;
-				scan.after.len = cursor->after_bytes;
-				err = router_op_attempt(&op, client, &request, &response, &retry);
-				if (!retry)
-					break;
-				router_cache_drop(router, table->name, table->id);
-			} else if (!retry) {
-				break;
-			}
-			if (!router_op_backoff(&op))
-				return -EIO;
-		}
+		/* The range is known only once routed: every attempt sends
+		 * the range of its route (set by router_call_node). */
+		err = router_call_node(router, &op, table, cursor->hash, eventual, &request,
+				       &response, &target);
 		if (err < 0)
 			return err;
 		page = response->scan;
@@ -1227,13 +1635,20 @@ int router_scan(struct router *router, const struct router_table *table,
 		} else if (page->n_entries == 0) {
 			/* "More" with an empty page would loop forever. */
 			log_warn("scan of table %s: node %s answered an empty page with more",
-				 table->name, target.address);
+				 table->name, target.address[target.chosen]);
 			quorum__response__free_unpacked(response, NULL);
 			return -EIO;
 		}
 		quorum__response__free_unpacked(response, NULL);
 	}
 	return 0;
+}
+
+int router_scan(struct router *router, const struct router_table *table,
+		struct router_cursor *cursor, struct router_scan_entry *entries,
+		size_t capacity, size_t *count)
+{
+	return router_scan_op(router, table, cursor, entries, capacity, router->eventual, count);
 }
 
 int router_table_has_items(struct router *router, const struct router_table *table,
@@ -1246,7 +1661,8 @@ int router_table_has_items(struct router *router, const struct router_table *tab
 
 	*has_items = false;
 	router_cursor_start(&cursor);
-	err = router_scan(router, table, &cursor, &entry, 1, &count);
+	/* At the leader: rmdir must not delete a table that holds items. */
+	err = router_scan_op(router, table, &cursor, &entry, 1, false, &count);
 	if (err < 0)
 		return err;
 	*has_items = count > 0;

@@ -5,12 +5,23 @@
  * Routing: a table's partitions (hash ranges and replica sets) and the
  * nodes' addresses come from quorum-meta and are cached. The partition of
  * an item is the one whose range holds key_hash(partition key); its request
- * goes to the first node of the replica set (the one that holds data until
- * replication lands). A request that fails on transport (timeout, node
- * unreachable) refreshes the table's route from meta and is retried with
- * backoff until the deadline; past the deadline the caller gets -EIO.
- * Retried writes are safe: a put writes the whole item, a delete of an
- * absent item after a lost reply is reported as done.
+ * goes to the replica the router believes leads the partition's group
+ * (at first the first node of the replica set). A request that fails on
+ * transport (timeout, node unreachable) is retried with backoff until the
+ * deadline; past the deadline the caller gets -EIO. Retried writes are
+ * safe: a put writes the whole item, a delete of an absent item after a
+ * lost reply is reported as done.
+ *
+ * Replication: a replica that does not lead answers a write or a strong
+ * read with -EREMOTE and a hint of the leader; the router remembers the
+ * hint and retries there at once (a few hops at most), or, without a hint
+ * or on -EAGAIN (an election runs), tries the next replica after a pause.
+ * Once the cluster shows replication groups (reports in DescribeTable, or
+ * a first -EREMOTE), a replica that fails on transport is left for the
+ * next one of the set at once; before that only the first replica holds
+ * data and the route is refreshed from meta instead. With consistency
+ * eventual, item reads and scans carry eventual=true and go to the replica
+ * that answered last (the leader at first), rotating on failure.
  *
  * All functions are thread-safe and return 0 or a negative errno. */
 #ifndef QUORUM_FS_ROUTER_H
@@ -24,9 +35,15 @@
 
 struct router;
 
+enum router_consistency {
+	ROUTER_CONSISTENCY_STRONG,   /* reads at the partition's leader (the default) */
+	ROUTER_CONSISTENCY_EVENTUAL, /* item reads and scans at any replica */
+};
+
 struct router_options {
 	const char *meta_url;      /* tcp://HOST:PORT of quorum-meta */
 	int64_t timeout_ms;        /* deadline of one operation */
+	enum router_consistency consistency;
 };
 
 /* Connects to meta and reads the cluster settings. -EIO (with a log line
