@@ -1,0 +1,129 @@
+#!/bin/bash
+# test.sh: installs what is missing (Debian 12, as root), builds quorumfs
+# with warnings as errors and runs `make check`: the cmocka unit tests and
+# the end-to-end tests through real FUSE mounts. `.ci/run` calls it.
+#
+# Usage: contrib/test.sh [--sanitizers] [--require-e2e] [--no-install]
+#   --sanitizers   also build a copy of the tree with ASan and UBSan
+#                  (./configure --enable-sanitizers) and run make check there
+#   --require-e2e  fail when the end-to-end tests were skipped (no root,
+#                  no /dev/fuse); CI uses it
+#   --no-install   do not call apt-get
+# Environment: JOBS (default: nproc), SANITIZER_DIR (default:
+# /tmp/quorumfs-sanitizers), E2E_PYTEST_ARGS (passed to pytest).
+# Exits non-zero on any failure, after printing the logs of failed tests.
+
+set -euo pipefail
+
+PACKAGES=(build-essential autoconf automake pkg-config libfuse3-dev fuse3 libleveldb-dev
+	  libnanomsg-dev libssl-dev libcmocka-dev libprotobuf-c-dev protobuf-c-compiler
+	  libjansson-dev
+	  python3 python3-pytest rsync attr tar findutils coreutils procps)
+
+sanitizers=no
+require_e2e=no
+install=yes
+for arg in "$@"; do
+	case "$arg" in
+	--sanitizers) sanitizers=yes;;
+	--require-e2e) require_e2e=yes;;
+	--no-install) install=no;;
+	-h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+	*) echo "test.sh: unknown argument $arg (see --help)" >&2; exit 2;;
+	esac
+done
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+jobs=${JOBS:-$(nproc)}
+started=$(date +%s)
+
+say() { printf '==> [%ds] %s\n' "$(($(date +%s) - started))" "$*"; }
+
+install_missing() {
+	local missing=() pkg status
+	for pkg in "${PACKAGES[@]}"; do
+		status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+		[ "$status" = installed ] || missing+=("$pkg")
+	done
+	if [ ${#missing[@]} -eq 0 ]; then
+		say "Debian packages: all present"
+		return
+	fi
+	if [ "$(id -u)" != 0 ]; then
+		echo "test.sh: missing packages ${missing[*]}; run as root or install them" >&2
+		exit 1
+	fi
+	say "installing ${missing[*]}"
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# Regenerates configure when missing or older than its sources.
+bootstrap() {
+	if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]
+	then
+		say "autoreconf -fi in $(pwd)"
+		autoreconf -fi
+	fi
+}
+
+# Configures (when the options changed), builds and runs make check in the
+# current directory. $1: a label; the rest: configure options.
+build_and_check() {
+	local label=$1 rc=0
+	shift
+	if [ ! -f Makefile ] || [ configure -nt config.status ] ||
+	   [ "$(./config.status --config)" != "$*" ]; then
+		say "[$label] ./configure $*"
+		./configure --quiet "$@"
+	fi
+	say "[$label] make -j$jobs"
+	make -j"$jobs"
+	say "[$label] make check"
+	make -j"$jobs" check VERBOSE=1 || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		say "[$label] make check FAILED ($rc); logs of the failed tests:"
+		local log
+		for log in $(find . -name '*.log' -path '*tests/*' -newer config.status); do
+			if grep -qE '^(FAIL|ERROR)' "${log%.log}.trs" 2>/dev/null; then
+				echo "-------- $log"
+				tail -n 300 "$log"
+			fi
+		done
+		return "$rc"
+	fi
+	if grep -q '^:test-result: SKIP' tests/e2e/run.trs 2>/dev/null; then
+		say "[$label] WARNING: the end-to-end tests were SKIPPED:"
+		cat tests/e2e/run.log
+		[ "$require_e2e" = yes ] && { echo "test.sh: --require-e2e given" >&2; return 1; }
+	fi
+	say "[$label] make check passed"
+}
+
+[ "$install" = yes ] && install_missing
+
+bootstrap
+build_and_check default --enable-werror
+
+if [ "$sanitizers" = yes ]; then
+	# The source tree is configured in place (quickstart.sh builds there),
+	# which forbids a VPATH build: build the sanitizers in a copy.
+	copy=${SANITIZER_DIR:-/tmp/quorumfs-sanitizers}
+	say "[sanitizers] copying the tree to $copy"
+	mkdir -p "$copy"
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		git ls-files -z --cached --others --exclude-standard |
+			rsync -a --from0 --files-from=- . "$copy/"
+	else
+		make distdir distdir="$copy.dist" >/dev/null
+		rsync -a "$copy.dist/" "$copy/"
+		rm -rf "$copy.dist"
+	fi
+	cd "$copy"
+	bootstrap
+	build_and_check sanitizers --enable-werror --enable-sanitizers
+	cd "$top"
+fi
+
+say "all tests passed"
