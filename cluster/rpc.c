@@ -55,6 +55,8 @@ int rpc_call(struct net_client *client, Quorum__Request *request, int64_t deadli
 	int err;
 
 	*response = NULL;
+	if (error)
+		error->leader_id = 0;
 	request->version = RPC_PROTOCOL_VERSION;
 	request_bytes = quorum__request__get_packed_size(request);
 	packed = malloc(request_bytes ? request_bytes : 1);
@@ -81,6 +83,8 @@ int rpc_call(struct net_client *client, Quorum__Request *request, int64_t deadli
 		err = decoded->status;
 		rpc_set_error(error, false, "%s",
 			      decoded->message ? decoded->message : strerror(-err));
+		if (error && err == -EREMOTE && decoded->has_leader_id)
+			error->leader_id = decoded->leader_id;
 		quorum__response__free_unpacked(decoded, NULL);
 		return err;
 	}

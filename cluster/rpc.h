@@ -23,6 +23,7 @@
 struct rpc_error {
 	bool transport;
 	char why[RPC_WHY_BYTES];   /* the peer's explanation or the transport's */
+	uint64_t leader_id;        /* -EREMOTE: the replica that leads, 0 if unknown */
 };
 
 /* Sends request (its version is set here) and waits until deadline_ms.

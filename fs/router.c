@@ -97,12 +97,6 @@ struct route_target {
 	size_t chosen;             /* the replica of the last attempt */
 };
 
-/* What a replica said about its partition's leader with -EREMOTE. */
-struct router_hint {
-	uint64_t leader_id;        /* 0: unknown */
-	char address[ROUTER_ADDRESS_MAX_BYTES];
-};
-
 /* One operation's state across its attempts. */
 struct router_op {
 	const char *what;          /* "put item", for log lines */
@@ -573,82 +567,6 @@ static int router_route(struct router *router, struct router_op *op,
 
 /* ------------------------------------------------------- requests to nodes */
 
-/* The result a node answers an item operation with (a delete: none). */
-static Quorum__Response__ResultCase router_expected_result(Quorum__Request__OpCase op)
-{
-	switch (op) {
-	case QUORUM__REQUEST__OP_GET_ITEM: return QUORUM__RESPONSE__RESULT_GET_ITEM;
-	case QUORUM__REQUEST__OP_PUT_ITEM: return QUORUM__RESPONSE__RESULT_PUT_ITEM;
-	case QUORUM__REQUEST__OP_UPDATE_ITEM: return QUORUM__RESPONSE__RESULT_UPDATE_ITEM;
-	case QUORUM__REQUEST__OP_SCAN: return QUORUM__RESPONSE__RESULT_SCAN;
-	default: return QUORUM__RESPONSE__RESULT__NOT_SET;
-	}
-}
-
-/* rpc_call for requests to nodes, which also keeps the leader hint of an
- * -EREMOTE answer (rpc_call drops the failed response whole). Same
- * contract otherwise: 0 with *response, or a negative errno with *error. */
-static int router_node_call(struct net_client *client, Quorum__Request *request,
-			    int64_t deadline_ms, Quorum__Response **response,
-			    struct rpc_error *error, struct router_hint *hint)
-{
-	size_t request_bytes, reply_bytes = 0;
-	uint8_t *packed;
-	void *reply = NULL;
-	Quorum__Response *decoded;
-	int err;
-
-	*response = NULL;
-	memset(hint, 0, sizeof(*hint));
-	error->transport = true;
-	request->version = RPC_PROTOCOL_VERSION;
-	request_bytes = quorum__request__get_packed_size(request);
-	packed = malloc(request_bytes ? request_bytes : 1);
-	if (!packed) {
-		snprintf(error->why, sizeof(error->why), "out of memory");
-		return -ENOMEM;
-	}
-	quorum__request__pack(request, packed);
-	err = net_client_call(client, packed, request_bytes, deadline_ms, &reply, &reply_bytes);
-	free(packed);
-	if (err < 0) {
-		snprintf(error->why, sizeof(error->why), "%s: %s", net_client_url(client),
-			 err == -ETIMEDOUT ? "no answer before the deadline" : strerror(-err));
-		return err;
-	}
-	decoded = quorum__response__unpack(NULL, reply_bytes, reply);
-	net_message_free(reply);
-	if (!decoded) {
-		log_warn("malformed reply from %s dropped", net_client_url(client));
-		snprintf(error->why, sizeof(error->why), "%s: malformed reply",
-			 net_client_url(client));
-		return -EPROTO;
-	}
-	if (decoded->status < 0) {
-		err = decoded->status;
-		error->transport = false;
-		snprintf(error->why, sizeof(error->why), "%s",
-			 decoded->message ? decoded->message : strerror(-err));
-		if (err == -EREMOTE && decoded->has_leader_id)
-			hint->leader_id = decoded->leader_id;
-		if (err == -EREMOTE && decoded->leader_address &&
-		    strlen(decoded->leader_address) < sizeof(hint->address))
-			strcpy(hint->address, decoded->leader_address);
-		quorum__response__free_unpacked(decoded, NULL);
-		return err;
-	}
-	if (decoded->result_case != router_expected_result(request->op_case)) {
-		log_warn("reply from %s answers another operation", net_client_url(client));
-		snprintf(error->why, sizeof(error->why), "%s: reply answers another operation",
-			 net_client_url(client));
-		quorum__response__free_unpacked(decoded, NULL);
-		return -EPROTO;
-	}
-	error->transport = false;
-	*response = decoded;
-	return 0;
-}
-
 static bool router_op_node_failed(const struct router_op *op, uint64_t node_id)
 {
 	int64_t now_ms = clock_monotonic_ms();
@@ -703,8 +621,7 @@ enum router_next {
 static enum router_next router_after_failure(struct router *router, struct router_op *op,
 					     const struct router_table *table, uint64_t hash,
 					     const struct route_target *target, bool reader,
-					     int err, bool transport,
-					     const struct router_hint *hint)
+					     int err, bool transport, uint64_t leader_hint)
 {
 	uint64_t node_id = target->node_id[target->chosen];
 	size_t next;
@@ -736,12 +653,12 @@ static enum router_next router_after_failure(struct router *router, struct route
 	if (err == -EREMOTE) {
 		if (!target->replicated)
 			router_set_replicated(router);
-		if (hint->leader_id && hint->leader_id != node_id &&
+		if (leader_hint && leader_hint != node_id &&
 		    op->hops < ROUTER_LEADER_HOPS_MAX) {
 			size_t index = ROUTER_NO_REPLICA;
 
 			for (size_t r = 0; r < target->replica_count; r++) {
-				if (target->node_id[r] == hint->leader_id)
+				if (target->node_id[r] == leader_hint)
 					index = r;
 			}
 			if (index == ROUTER_NO_REPLICA) {
@@ -754,10 +671,10 @@ static enum router_next router_after_failure(struct router *router, struct route
 			/* A hint towards a node that did not answer us just now
 			 * is likely stale: the replica still waits out a dead
 			 * leader's lease. Try another after a pause. */
-			if (!router_op_node_failed(op, hint->leader_id)) {
+			if (!router_op_node_failed(op, leader_hint)) {
 				op->hops++;
 				router_cache_remember(router, table, hash, target->partition_id,
-						      hint->leader_id, false);
+						      leader_hint, false);
 				return ROUTER_NEXT_NOW;
 			}
 		}
@@ -795,7 +712,6 @@ static int router_call_node(struct router *router, struct router_op *op,
 		if (err == 0) {
 			struct net_client *client;
 			struct rpc_error error = { 0 };
-			struct router_hint hint;
 			int64_t deadline_ms = clock_monotonic_ms() + ROUTER_ATTEMPT_MS;
 			enum router_next next;
 
@@ -824,8 +740,7 @@ static int router_call_node(struct router *router, struct router_op *op,
 			if (deadline_ms > op->deadline_ms)
 				deadline_ms = op->deadline_ms;
 			op->attempts++;
-			err = router_node_call(client, request, deadline_ms, response, &error,
-					       &hint);
+			err = rpc_call(client, request, deadline_ms, response, &error);
 			if (error.transport || err < 0)
 				snprintf(op->why, sizeof(op->why), "%s", error.why);
 			if (err == 0) {
@@ -838,7 +753,7 @@ static int router_call_node(struct router *router, struct router_op *op,
 				return 0;
 			}
 			next = router_after_failure(router, op, table, hash, target, eventual, err,
-						    error.transport, &hint);
+						    error.transport, error.leader_id);
 			if (next == ROUTER_NEXT_DONE)
 				return err;
 			if (next == ROUTER_NEXT_NOW && clock_remaining_ms(op->deadline_ms) > 0)

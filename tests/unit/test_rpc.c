@@ -55,6 +55,13 @@ static void fixture_handle(void *ctx, const Quorum__Request *request,
 		if (request->delete_item->key->partition_key.len == 4 &&
 		    memcmp(request->delete_item->key->partition_key.data, "slow", 4) == 0)
 			clock_sleep_ms(1500);
+		if (request->delete_item->key->partition_key.len == 6 &&
+		    memcmp(request->delete_item->key->partition_key.data, "remote", 6) == 0) {
+			rpc_fail(response, arena, -EREMOTE, "not the leader");
+			response->has_leader_id = 1;
+			response->leader_id = 7;
+			break;
+		}
 		rpc_fail(response, arena, -ENOENT, "no item %s", "here");
 		break;
 	default:
@@ -132,6 +139,11 @@ static void test_call_and_error_status(void **state)
 	assert_int_equal(ping(client, 5000, &error), 0);
 	assert_int_equal(delete_key(client, "k", 5000, &error), -ENOENT);
 	assert_string_equal(error.why, "no item here");
+	assert_false(error.transport);
+	assert_true(error.leader_id == 0);
+	/* A replica that does not lead names the one that does. */
+	assert_int_equal(delete_key(client, "remote", 5000, &error), -EREMOTE);
+	assert_true(error.leader_id == 7);
 	assert_false(error.transport);
 	net_client_free(client);
 }
