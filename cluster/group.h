@@ -6,9 +6,11 @@
  * (group_read), and calls group_process() after them, which runs the core's ready cycles:
  *   1. install a snapshot the core received, if any (before the WAL write, so the log the WAL
  *      holds never lies beyond the core's window after a restart);
- *   2. append the hard state and the accepted entries to the WAL, then ONE wal_sync for all of
+ *   2. send the ready messages through the send callback, before the WAL write: they never
+ *      depend on what this cycle persists (the core holds ACCEPTED and PROMISE back until
+ *      paxos_persisted), so a leader's ACCEPTs reach the followers while it syncs;
+ *   3. append the hard state and the accepted entries to the WAL, then ONE wal_sync for all of
  *      them (group commit: every proposal and accept since the last cycle shares it);
- *   3. send the ready messages through the send callback;
  *   4. apply the committed entries to the state machine in slot order (entries at or below
  *      its applied slot are skipped, so a crash between an apply and the WAL does no harm),
  *      and complete the waiting proposals with their results;

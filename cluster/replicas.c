@@ -34,6 +34,11 @@
 #define INBOX_MSGS_MAX 4096
 /* Messages queued to one peer at most. */
 #define PEER_QUEUE_MAX 4096
+/* Calls in flight to one peer at once (one sender thread and one REQ socket each): a call
+ * waits for the peer's reply, so a single sender would put every message one round trip
+ * behind the one before it (ACCEPTs of concurrent proposals, LEARNs, heartbeats of every
+ * group of the peer). Paxos tolerates the reordering this allows, as it tolerates loss. */
+#define PEER_SENDERS 4
 /* Deadline of one call to a peer, and how long a peer that failed one is skipped. */
 #define PEER_CALL_MS 300
 #define PEER_BACKOFF_MS 200
@@ -53,8 +58,8 @@ struct peer {
 	struct replicas *owner;
 	char *url;
 	struct net_client *client;
-	pthread_t thread;
-	bool started;
+	pthread_t threads[PEER_SENDERS];
+	int started;			/* sender threads running */
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	bool stop;
@@ -333,12 +338,16 @@ static struct peer *peer_get_locked(struct replicas *r, const char *url)
 		pthread_mutex_destroy(&peer->lock);
 		goto fail;
 	}
-	if (pthread_create(&peer->thread, NULL, peer_main, peer) != 0) {
+	for (int i = 0; i < PEER_SENDERS; i++) {
+		if (pthread_create(&peer->threads[i], NULL, peer_main, peer) != 0)
+			break;
+		peer->started++;
+	}
+	if (!peer->started) {
 		pthread_cond_destroy(&peer->wake);
 		pthread_mutex_destroy(&peer->lock);
 		goto fail;
 	}
-	peer->started = true;
 	peer->next = r->peers;
 	r->peers = peer;
 	return peer;
@@ -385,10 +394,10 @@ static void peer_free(struct peer *peer)
 {
 	pthread_mutex_lock(&peer->lock);
 	peer->stop = true;
-	pthread_cond_signal(&peer->wake);
+	pthread_cond_broadcast(&peer->wake);
 	pthread_mutex_unlock(&peer->lock);
-	if (peer->started)
-		pthread_join(peer->thread, NULL);
+	for (int i = 0; i < peer->started; i++)
+		pthread_join(peer->threads[i], NULL);
 	peer_drop_queue(peer);
 	net_client_free(peer->client);
 	pthread_cond_destroy(&peer->wake);

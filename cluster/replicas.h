@@ -14,11 +14,11 @@
  * reads, cancellations, hand-offs) and calls group_process.
  *
  * Transport: a message for a peer is encoded (paxos_wire.h) into a Request.paxos and queued to
- * the sender of the peer's address: one thread per peer address with a bounded queue, calling
- * the peer's rpc server with a short deadline. A full queue drops the message, and so does a
- * peer that failed a call a moment ago (Paxos tolerates loss); a group thread never waits on
- * the network. The receiving node routes the message by (table, partition) to the group's
- * inbox and answers at once.
+ * the senders of the peer's address: a few threads per peer address (so several calls are in
+ * flight at once) on one bounded queue, calling the peer's rpc server with a short deadline.
+ * A full queue drops the message, and so does a peer that failed a call a moment ago (Paxos
+ * tolerates loss and reordering); a group thread never waits on the network. The receiving
+ * node routes the message by (table, partition) to the group's inbox and answers at once.
  *
  * Client requests (from node.c's rpc workers): replicas_propose and replicas_read_barrier
  * hand the command or read to the group thread and wait for its outcome up to a bound. Peer

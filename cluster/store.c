@@ -40,7 +40,6 @@ struct store {
 	leveldb_readoptions_t *read_options;
 	leveldb_readoptions_t *scan_options;
 	leveldb_writeoptions_t *write_options;
-	leveldb_writeoptions_t *nosync_options;	/* applies before the last of a batch */
 	_Atomic uint64_t item_max_bytes;
 	pthread_mutex_t stripes[STORE_STRIPE_COUNT];
 };
@@ -194,7 +193,6 @@ struct store_group_write {
 	uint8_t key[STORE_GROUP_KEY_BYTES];
 	uint8_t value[STORE_GROUP_VALUE_BYTES_MAX];
 	size_t value_bytes;
-	bool sync;
 	bool written;		/* the batch went to LevelDB */
 };
 
@@ -225,8 +223,7 @@ static int store_write_batch(struct store *store, const struct store_key *key,
 		leveldb_writebatch_delete(batch, (const char *)key->bytes, key->size_bytes);
 	leveldb_writebatch_put(batch, (const char *)gw->key, sizeof(gw->key),
 			       (const char *)gw->value, gw->value_bytes);
-	leveldb_write(store->db, gw->sync ? store->write_options : store->nosync_options, batch,
-		      error);
+	leveldb_write(store->db, store->write_options, batch, error);
 	leveldb_writebatch_destroy(batch);
 	if (!*error)
 		gw->written = true;
@@ -430,8 +427,6 @@ int store_open(const char *dir, struct store **out)
 	leveldb_readoptions_set_fill_cache(store->scan_options, 0);
 	store->write_options = leveldb_writeoptions_create();
 	leveldb_writeoptions_set_sync(store->write_options, 1);
-	store->nosync_options = leveldb_writeoptions_create();
-	leveldb_writeoptions_set_sync(store->nosync_options, 0);
 	atomic_init(&store->item_max_bytes, ITEM_DEFAULT_MAX_BYTES);
 
 	store->db = leveldb_open(store->options, dir, &error);
@@ -466,7 +461,6 @@ void store_close(struct store *store)
 			pthread_mutex_destroy(&store->stripes[i]);
 	}
 	leveldb_writeoptions_destroy(store->write_options);
-	leveldb_writeoptions_destroy(store->nosync_options);
 	leveldb_readoptions_destroy(store->scan_options);
 	leveldb_readoptions_destroy(store->read_options);
 	leveldb_options_destroy(store->options);
@@ -1211,7 +1205,6 @@ int store_group_apply(struct store_group *group, struct group_apply *entries, si
 		memset(&gw, 0, sizeof(gw));
 		store_group_key(gw.key, group->table_id, group->partition_id);
 		gw.value_bytes = store_group_value(gw.value, a->slot, members, member_count);
-		gw.sync = i + 1 == count;
 		a->status = 0;
 		a->result_bytes = 0;
 		if (a->type == PAXOS_ENTRY_NORMAL) {

@@ -107,9 +107,10 @@ int store_scan(struct store *store, const Quorum__ScanRequest *request, struct a
  * in ONE LevelDB write batch together with this record (slot = the entry's
  * slot), so after a crash the store holds exactly the slots up to its
  * applied slot: the group skips those and applies the rest, never twice,
- * never skipping. The batches of one apply call are written in order, the
- * last one synced (LevelDB's log is sequential, so that sync covers the
- * earlier ones too, and a crash loses a suffix of whole batches).
+ * never skipping. Every batch is synced: syncing only the last of an apply
+ * call is not enough, since LevelDB closes a full log file without a sync
+ * when it switches memtables, and a power loss could then keep a later
+ * applied slot while losing an earlier batch.
  *
  * A NORMAL entry's command is a GroupCommand (quorum.proto): put, delete or
  * update, applied as store_put/store_delete/store_update are, except that
