@@ -57,7 +57,7 @@ struct route_partition {
 	uint64_t node_id[ROUTER_REPLICAS_MAX];
 	char *address[ROUTER_REPLICAS_MAX];
 	size_t leader;             /* index of the replica believed to lead */
-	size_t reader;             /* index of the replica that served the last eventual read */
+	size_t reader;             /* where eventual reads go: the last leader or reader */
 };
 
 /* One table's routing: partitions sorted by hash_first. */
@@ -495,9 +495,11 @@ static void router_cache_remember(struct router *router, const struct router_tab
 		size_t index = route_replica_index(part, node_id);
 
 		if (index != ROUTER_NO_REPLICA) {
-			if (reader)
-				part->reader = index;
-			else
+			/* A new leader is also where eventual reads go next: the
+			 * replica that took this mount's writes has them, so the
+			 * mount reads its own writes while that replica lives. */
+			part->reader = index;
+			if (!reader)
 				part->leader = index;
 		}
 	}
