@@ -295,7 +295,7 @@ static void *peer_main(void *arg)
 			peer->down_until_ms = clock_monotonic_ms() + PEER_BACKOFF_MS;
 			peer_drop_queue(peer);
 			pthread_mutex_unlock(&peer->lock);
-			peer_log(peer, "dropping its Paxos messages for now",
+			peer_log(peer, "dropping its Paxos messages while it does not answer",
 				 err == -ETIMEDOUT ? "no answer" : strerror(-err));
 			continue;
 		}
