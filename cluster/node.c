@@ -501,7 +501,8 @@ static int node_heartbeat(struct node *node)
 		return err;
 	/* Errors are logged inside; the next heartbeat tries again. */
 	replicas_assign(node->replicas, node->node_id,
-			response->heartbeat->partitions, response->heartbeat->n_partitions);
+			response->heartbeat->partitions, response->heartbeat->n_partitions,
+			response->heartbeat->retired, response->heartbeat->n_retired);
 	quorum__response__free_unpacked(response, NULL);
 	return 0;
 }
@@ -690,12 +691,14 @@ static int node_read_barrier(struct node *node, uint64_t table_id, uint64_t hash
 	return err;
 }
 
-/* Proposes command (a GroupCommand with op set, stamped here) to the group
- * of key and waits for it to be applied. Returns 0 with *meta (may be NULL
- * for a delete) or a negative errno with the reply filled. */
+/* Proposes command (a GroupCommand with op set, stamped here with id, the
+ * time and the item limit) to the group of key and waits for it to be
+ * applied. Returns 0 with *meta (may be NULL for a delete) or a negative
+ * errno with the reply filled. */
 static int node_propose(struct node *node, Quorum__GroupCommand *command,
-			const Quorum__ItemKey *key, const char *operation,
-			Quorum__Response *response, struct arena *arena, Quorum__ItemMeta **meta)
+			const Quorum__RequestId *id, const Quorum__ItemKey *key,
+			const char *operation, Quorum__Response *response, struct arena *arena,
+			Quorum__ItemMeta **meta)
 {
 	struct replicas_outcome outcome;
 	size_t command_bytes;
@@ -705,8 +708,16 @@ static int node_propose(struct node *node, Quorum__GroupCommand *command,
 	if (meta)
 		*meta = NULL;
 	command->version = GROUP_COMMAND_VERSION;
-	/* Everything time-dependent is decided here, once, for every replica. */
+	if (id && (id->client_id == 0 || id->floor > id->seq)) {
+		rpc_fail(response, arena, -EINVAL, "%s: a request id needs a client id and a floor "
+			 "at most its seq", operation);
+		return -EINVAL;
+	}
+	command->request_id = (Quorum__RequestId *)id;
+	/* Everything that could differ between replicas is decided here, once. */
 	command->now_ns = clock_realtime_ns();
+	command->has_item_max_bytes = true;
+	command->item_max_bytes = store_item_max_bytes(node->store);
 	command_bytes = quorum__group_command__get_packed_size(command);
 	packed = arena_alloc(arena, command_bytes ? command_bytes : 1);
 	if (!packed) {
@@ -772,7 +783,8 @@ static void node_get_item(struct node *node, const Quorum__GetItemRequest *reque
 }
 
 static void node_put_item(struct node *node, const Quorum__PutItemRequest *request,
-			  Quorum__Response *response, struct arena *arena)
+			  const Quorum__RequestId *id, Quorum__Response *response,
+			  struct arena *arena)
 {
 	Quorum__GroupCommand command = QUORUM__GROUP_COMMAND__INIT;
 	Quorum__PutItemResponse *result;
@@ -797,7 +809,7 @@ static void node_put_item(struct node *node, const Quorum__PutItemRequest *reque
 	}
 	command.op_case = QUORUM__GROUP_COMMAND__OP_PUT_ITEM;
 	command.put_item = (Quorum__PutItemRequest *)request;
-	if (node_propose(node, &command, request->key, "put", response, arena, &meta) < 0)
+	if (node_propose(node, &command, id, request->key, "put", response, arena, &meta) < 0)
 		return;
 	quorum__put_item_response__init(result);
 	result->meta = meta;
@@ -806,7 +818,8 @@ static void node_put_item(struct node *node, const Quorum__PutItemRequest *reque
 }
 
 static void node_delete_item(struct node *node, const Quorum__DeleteItemRequest *request,
-			     Quorum__Response *response, struct arena *arena)
+			     const Quorum__RequestId *id, Quorum__Response *response,
+			     struct arena *arena)
 {
 	Quorum__GroupCommand command = QUORUM__GROUP_COMMAND__INIT;
 
@@ -814,11 +827,12 @@ static void node_delete_item(struct node *node, const Quorum__DeleteItemRequest 
 		return;
 	command.op_case = QUORUM__GROUP_COMMAND__OP_DELETE_ITEM;
 	command.delete_item = (Quorum__DeleteItemRequest *)request;
-	node_propose(node, &command, request->key, "delete", response, arena, NULL);
+	node_propose(node, &command, id, request->key, "delete", response, arena, NULL);
 }
 
 static void node_update_item(struct node *node, const Quorum__UpdateItemRequest *request,
-			     Quorum__Response *response, struct arena *arena)
+			     const Quorum__RequestId *id, Quorum__Response *response,
+			     struct arena *arena)
 {
 	Quorum__GroupCommand command = QUORUM__GROUP_COMMAND__INIT;
 	Quorum__UpdateItemResponse *result;
@@ -833,7 +847,7 @@ static void node_update_item(struct node *node, const Quorum__UpdateItemRequest 
 	}
 	command.op_case = QUORUM__GROUP_COMMAND__OP_UPDATE_ITEM;
 	command.update_item = (Quorum__UpdateItemRequest *)request;
-	if (node_propose(node, &command, request->key, "update", response, arena, &meta) < 0)
+	if (node_propose(node, &command, id, request->key, "update", response, arena, &meta) < 0)
 		return;
 	quorum__update_item_response__init(result);
 	result->meta = meta;
@@ -903,13 +917,13 @@ static void node_handle(void *ctx, const Quorum__Request *request, Quorum__Respo
 		node_get_item(node, request->get_item, response, arena);
 		break;
 	case QUORUM__REQUEST__OP_PUT_ITEM:
-		node_put_item(node, request->put_item, response, arena);
+		node_put_item(node, request->put_item, request->request_id, response, arena);
 		break;
 	case QUORUM__REQUEST__OP_DELETE_ITEM:
-		node_delete_item(node, request->delete_item, response, arena);
+		node_delete_item(node, request->delete_item, request->request_id, response, arena);
 		break;
 	case QUORUM__REQUEST__OP_UPDATE_ITEM:
-		node_update_item(node, request->update_item, response, arena);
+		node_update_item(node, request->update_item, request->request_id, response, arena);
 		break;
 	case QUORUM__REQUEST__OP_SCAN:
 		node_scan(node, request->scan, response, arena);

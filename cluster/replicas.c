@@ -44,8 +44,9 @@
 #define PEER_BACKOFF_MS 200
 /* A log line about a peer or a dropped message at most this often. */
 #define LOG_EVERY_MS 10000
-/* Ticks caught up at once after the thread was held up (an fsync, a snapshot). */
-#define TICK_CATCH_UP_MAX 100
+/* Ticks caught up at once after the thread was held up (an fsync, a snapshot), at least:
+ * past election_ticks every timer of the core has run out, so more change nothing. */
+#define TICK_CATCH_UP_MIN 100
 /* A failed group is reopened after this pause. */
 #define REOPEN_PAUSE_MS 1000
 /* While no leader is known or it is not ready, a client request retries this long, once per
@@ -130,6 +131,7 @@ struct hosted {
 	bool started;
 	int refs;			/* under owner->lock */
 	bool seen;			/* replicas_assign: still assigned */
+	bool orphan_warned;		/* logged once: neither assigned nor retired */
 	bool handing_off;		/* under lock: replicas_hand_off asked it to step down */
 
 	pthread_mutex_t lock;
@@ -582,6 +584,10 @@ static void *hosted_main(void *arg)
 	struct hosted *h = arg;
 	int64_t tick_ms = h->owner->options.tick_ms;
 	int64_t next_tick_ms = clock_monotonic_ms() + tick_ms, reopen_ms = 0;
+	int64_t catch_up_max = 2 * (int64_t)h->owner->options.election_ticks;
+
+	if (catch_up_max < TICK_CATCH_UP_MIN)
+		catch_up_max = TICK_CATCH_UP_MIN;
 
 	for (;;) {
 		struct inbox_item *items;
@@ -599,20 +605,23 @@ static void *hosted_main(void *arg)
 		h->inbox_msgs = 0;
 		pthread_mutex_unlock(&h->lock);
 
+		/* The core's clock first, then the requests: a strong read checks the lease
+		 * against it, and a clock held back by the last cycle's fsyncs would let a
+		 * lease that ran out in real time still serve a read. */
+		now_ms = clock_monotonic_ms();
+		if (now_ms >= next_tick_ms) {
+			int64_t due = (now_ms - next_tick_ms) / tick_ms + 1;
+
+			for (int64_t i = 0; h->group && i < due && i < catch_up_max; i++)
+				group_tick(h->group);
+			next_tick_ms += due * tick_ms;
+		}
 		while (items) {
 			struct inbox_item *next = items->next;
 
 			hosted_handle_item(h, items);
 			inbox_item_free(items);
 			items = next;
-		}
-		now_ms = clock_monotonic_ms();
-		if (now_ms >= next_tick_ms) {
-			int64_t due = (now_ms - next_tick_ms) / tick_ms + 1;
-
-			for (int64_t i = 0; h->group && i < due && i < TICK_CATCH_UP_MAX; i++)
-				group_tick(h->group);
-			next_tick_ms += due * tick_ms;
 		}
 		if (h->group && group_process(h->group) < 0) {
 			/* The group failed (WAL or store): close, fail the waiters, reopen. */
@@ -960,8 +969,20 @@ void replicas_free(struct replicas *r)
 	free(r);
 }
 
+/* Whether retired names h. */
+static bool hosted_retired(const struct hosted *h, Quorum__GroupRef *const *retired,
+			   size_t retired_count)
+{
+	for (size_t i = 0; i < retired_count; i++)
+		if (retired[i]->table_id == h->table_id &&
+		    retired[i]->partition_id == h->partition_id)
+			return true;
+	return false;
+}
+
 int replicas_assign(struct replicas *r, uint64_t self_id,
-		    Quorum__PartitionAssignment *const *assignments, size_t count)
+		    Quorum__PartitionAssignment *const *assignments, size_t count,
+		    Quorum__GroupRef *const *retired, size_t retired_count)
 {
 	int first_err = 0;
 
@@ -1021,6 +1042,14 @@ int replicas_assign(struct replicas *r, uint64_t self_id,
 
 		if (h->seen)
 			continue;
+		if (!hosted_retired(h, retired, retired_count)) {
+			if (!h->orphan_warned)
+				log_warn("group %" PRIu64 "/%" PRIu64 " is hosted here but meta "
+					 "neither assigns nor retires it: kept", table_id,
+					 partition_id);
+			h->orphan_warned = true;
+			continue;
+		}
 		memcpy(wal_dir, h->wal_dir, sizeof(wal_dir));
 		hosted_retire_locked(r, i);
 		pthread_mutex_unlock(&r->lock);

@@ -73,12 +73,15 @@ void replicas_close_all(struct replicas *replicas);
 /* Closes every group, stops the senders, frees. */
 void replicas_free(struct replicas *replicas);
 
-/* Makes the hosted groups those of assignments (a heartbeat reply) for node self_id: opens the
- * new, updates peer addresses, closes and removes the ones no longer assigned. Assignments that
- * make no sense (self missing, ids over 32 bits, too many replicas) are logged and skipped.
- * Returns 0 or the first error (the others are still tried). */
+/* Follows a heartbeat reply for node self_id: opens the groups of assignments not hosted yet,
+ * updates peer addresses, and closes and removes the hosted groups that retired names (and
+ * assignments does not). A hosted group in neither list is kept as it is, with a warning:
+ * only meta's explicit word removes data. Assignments that make no sense (self missing, ids
+ * over 32 bits, too many replicas) are logged and skipped. Returns 0 or the first error (the
+ * others are still tried). */
 int replicas_assign(struct replicas *replicas, uint64_t self_id,
-		    Quorum__PartitionAssignment *const *assignments, size_t count);
+		    Quorum__PartitionAssignment *const *assignments, size_t count,
+		    Quorum__GroupRef *const *retired, size_t retired_count);
 
 /* A GroupReport per hosted group, in arena. */
 int replicas_report(struct replicas *replicas, struct arena *arena,

@@ -16,6 +16,7 @@
 #include "cluster/item.h"
 #include "cluster/keys.h"
 #include "cluster/log.h"
+#include "cluster/session.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -30,6 +31,9 @@
 #include <leveldb/c.h>
 
 #define STORE_STRIPE_COUNT 256
+
+/* Every this many slots, a command's apply also drops the group's idle client sessions. */
+#define STORE_SESSION_SWEEP_SLOTS 4096
 
 /* Room for a key described for a log line: every byte escaped as \xNN. */
 #define STORE_KEY_TEXT_BYTES (4 * KEY_STORAGE_MAX_BYTES + 64)
@@ -187,47 +191,42 @@ static int store_read(struct store *store, const struct store_key *key, struct a
 	return err;
 }
 
-/* A replication group's applied-state record, written in the same LevelDB batch as the item
- * change of a committed command (see store_group_apply). */
+/* A committed command of a replication group: its item change is staged in batch, which
+ * store_group_apply writes (synced) together with the client session and the applied
+ * state, so the three are durable at once or not at all. */
 struct store_group_write {
-	uint8_t key[STORE_GROUP_KEY_BYTES];
-	uint8_t value[STORE_GROUP_VALUE_BYTES_MAX];
-	size_t value_bytes;
-	bool written;		/* the batch went to LevelDB */
+	leveldb_writebatch_t *batch;
+	uint64_t item_max_bytes;	/* the proposer's limit; 0: the store's */
+	bool staged;			/* an item change is in batch */
 };
 
-/* Writes a batch: the change (put when value, delete when not) and, with gw, the group's
- * applied state. Without gw, a plain synced write as before. */
-static int store_write_batch(struct store *store, const struct store_key *key,
-			     const uint8_t *value, size_t value_bytes,
-			     struct store_group_write *gw, char **error)
+/* The largest body a write may leave: the command's limit in a group, else the store's. */
+static uint64_t store_limit(const struct store *store, const struct store_group_write *gw)
 {
-	leveldb_writebatch_t *batch;
+	return gw && gw->item_max_bytes ? gw->item_max_bytes : store_item_max_bytes(store);
+}
 
-	if (!gw) {
+/* Puts value at key (deletes key when value is NULL): synced at once, or staged in gw's
+ * batch. */
+static void store_write_batch(struct store *store, const struct store_key *key,
+			      const uint8_t *value, size_t value_bytes,
+			      struct store_group_write *gw, char **error)
+{
+	if (gw) {
 		if (value)
-			leveldb_put(store->db, store->write_options, (const char *)key->bytes,
-				    key->size_bytes, (const char *)value, value_bytes, error);
+			leveldb_writebatch_put(gw->batch, (const char *)key->bytes,
+					       key->size_bytes, (const char *)value, value_bytes);
 		else
-			leveldb_delete(store->db, store->write_options, (const char *)key->bytes,
-				       key->size_bytes, error);
-		return 0;
+			leveldb_writebatch_delete(gw->batch, (const char *)key->bytes,
+						  key->size_bytes);
+		gw->staged = true;
+	} else if (value) {
+		leveldb_put(store->db, store->write_options, (const char *)key->bytes,
+			    key->size_bytes, (const char *)value, value_bytes, error);
+	} else {
+		leveldb_delete(store->db, store->write_options, (const char *)key->bytes,
+			       key->size_bytes, error);
 	}
-	batch = leveldb_writebatch_create();
-	if (!batch)
-		return -ENOMEM;
-	if (key && value)
-		leveldb_writebatch_put(batch, (const char *)key->bytes, key->size_bytes,
-				       (const char *)value, value_bytes);
-	else if (key)
-		leveldb_writebatch_delete(batch, (const char *)key->bytes, key->size_bytes);
-	leveldb_writebatch_put(batch, (const char *)gw->key, sizeof(gw->key),
-			       (const char *)gw->value, gw->value_bytes);
-	leveldb_write(store->db, store->write_options, batch, error);
-	leveldb_writebatch_destroy(batch);
-	if (!*error)
-		gw->written = true;
-	return 0;
 }
 
 /* Seals and writes record at key, synced before it returns (with gw: in gw's batch). */
@@ -244,10 +243,8 @@ static int store_write(struct store *store, const struct store_key *key,
 	err = item_encode(record, &value, &value_bytes);
 	if (err < 0)
 		return err;
-	err = store_write_batch(store, key, value, value_bytes, gw, &error);
+	store_write_batch(store, key, value, value_bytes, gw, &error);
 	free(value);
-	if (err < 0)
-		return err;
 	if (error) {
 		store_describe_key(key->bytes, key->size_bytes, text, sizeof(text));
 		log_error("%s: write failed: %s", text, error);
@@ -570,7 +567,7 @@ static int store_put_at(struct store *store, const Quorum__PutItemRequest *reque
 	if (err < 0)
 		return err;
 	body_bytes = request->has_body ? request->body.len : 0;
-	if (body_bytes > store_item_max_bytes(store))
+	if (body_bytes > store_limit(store, gw))
 		return -EFBIG;
 	err = store_check_condition_args(request->condition, request->has_expect_version, true);
 	if (err < 0)
@@ -669,9 +666,7 @@ static int store_delete_at(struct store *store, const Quorum__DeleteItemRequest 
 	}
 	if (err < 0)
 		goto unlock;
-	err = store_write_batch(store, &key, NULL, 0, gw, &error);
-	if (err < 0)
-		goto unlock;
+	store_write_batch(store, &key, NULL, 0, gw, &error);
 	if (error) {
 		store_describe_key(key.bytes, key.size_bytes, text, sizeof(text));
 		log_error("%s: delete failed: %s", text, error);
@@ -689,14 +684,14 @@ unlock:
 /* Checks what an update asks before any lock is taken; *changes tells
  * whether it asks anything at all. */
 static int store_check_update(struct store *store, const Quorum__UpdateItemRequest *request,
-			      bool *changes)
+			      const struct store_group_write *gw, bool *changes)
 {
 	const uint32_t flags_known = XATTR_CREATE | XATTR_REPLACE;
 	int err;
 
 	if (request->has_mode && (request->mode & ~07777u))
 		return -EINVAL;
-	if (request->has_truncate_size && request->truncate_size > store_item_max_bytes(store))
+	if (request->has_truncate_size && request->truncate_size > store_limit(store, gw))
 		return -EFBIG;
 	if (request->set_xattr) {
 		err = store_check_xattr(request->set_xattr);
@@ -808,7 +803,7 @@ static int store_update_at(struct store *store, const Quorum__UpdateItemRequest 
 	err = store_key_make(request->key, &key);
 	if (err < 0)
 		return err;
-	err = store_check_update(store, request, &changes);
+	err = store_check_update(store, request, gw, &changes);
 	if (err < 0)
 		return err;
 	result = arena_alloc(arena, sizeof(*result));
@@ -1147,20 +1142,204 @@ static void store_group_result(struct group_apply *a, const Quorum__ItemMeta *me
 		a->result_bytes = quorum__item_meta__pack(meta, a->result);
 }
 
-/* Applies one decoded command in gw's batch; the outcome goes to a->status. */
-static void store_group_command(struct store *store, const Quorum__GroupCommand *command,
-				struct store_group_write *gw, struct arena *arena,
-				struct group_apply *a)
+/* Calls fn for every key from start on while in_range says it is the group's, in order. */
+static int store_group_range(struct store_group *group, const uint8_t *start, size_t start_bytes,
+			     bool (*in_range)(const struct store_group *group, const uint8_t *key,
+					      size_t key_bytes),
+			     int (*fn)(void *ctx, const uint8_t *key, size_t key_bytes,
+				       const uint8_t *value, size_t value_bytes),
+			     void *ctx)
 {
+	leveldb_iterator_t *it;
+	char *error = NULL;
+	int err = 0;
+
+	it = leveldb_create_iterator(group->store->db, group->store->scan_options);
+	if (!it)
+		return -ENOMEM;
+	for (leveldb_iter_seek(it, (const char *)start, start_bytes);
+	     err == 0 && leveldb_iter_valid(it); leveldb_iter_next(it)) {
+		size_t key_bytes, value_bytes;
+		const uint8_t *key = (const uint8_t *)leveldb_iter_key(it, &key_bytes);
+		const uint8_t *value = (const uint8_t *)leveldb_iter_value(it, &value_bytes);
+
+		if (!in_range(group, key, key_bytes))
+			break;
+		err = fn(ctx, key, key_bytes, value, value_bytes);
+	}
+	leveldb_iter_get_error(it, &error);
+	leveldb_iter_destroy(it);
+	if (error) {
+		log_error("group %" PRIu64 "/%" PRIu64 ": reading its state failed: %s",
+			  group->table_id, group->partition_id, error);
+		leveldb_free(error);
+		return -EIO;
+	}
+	return err;
+}
+
+static bool store_group_has_item(const struct store_group *group, const uint8_t *key,
+				 size_t key_bytes)
+{
+	return key_bytes >= 17 && key[0] == KEY_STORAGE_PREFIX &&
+	       key_get_u64(key + 1) == group->table_id &&
+	       key_get_u64(key + 9) >= group->hash_first && key_get_u64(key + 9) <= group->hash_last;
+}
+
+static bool store_group_has_session(const struct store_group *group, const uint8_t *key,
+				    size_t key_bytes)
+{
+	return key_bytes == SESSION_KEY_BYTES && key[0] == SESSION_KEY_PREFIX &&
+	       key_get_u64(key + 1) == group->table_id &&
+	       key_get_u64(key + 9) == group->partition_id;
+}
+
+static int store_group_sessions(struct store_group *group,
+				int (*fn)(void *ctx, const uint8_t *key, size_t key_bytes,
+					  const uint8_t *value, size_t value_bytes),
+				void *ctx)
+{
+	uint8_t start[SESSION_KEY_BYTES];
+
+	session_key(start, group->table_id, group->partition_id, 0);
+	return store_group_range(group, start, sizeof(start), store_group_has_session, fn, ctx);
+}
+
+/* Every key of the group's state but its applied-state record: the items of its hash range,
+ * then its client sessions. */
+static int store_group_each(struct store_group *group,
+			    int (*fn)(void *ctx, const uint8_t *key, size_t key_bytes,
+				      const uint8_t *value, size_t value_bytes),
+			    void *ctx)
+{
+	uint8_t start[17];
+	int err;
+
+	key_encode_hash_start(start, group->table_id, group->hash_first);
+	err = store_group_range(group, start, sizeof(start), store_group_has_item, fn, ctx);
+	return err < 0 ? err : store_group_sessions(group, fn, ctx);
+}
+
+/* The client session of id in the group (NULL: none yet). -EIO when unreadable. */
+static int store_session_read(struct store_group *group, const Quorum__RequestId *id,
+			      struct arena *arena, Quorum__ClientSession **out)
+{
+	uint8_t key[SESSION_KEY_BYTES];
+	char *error = NULL;
+	size_t value_bytes = 0;
+	char *value;
+	int err;
+
+	*out = NULL;
+	session_key(key, group->table_id, group->partition_id, id->client_id);
+	value = leveldb_get(group->store->db, group->store->read_options, (const char *)key,
+			    sizeof(key), &value_bytes, &error);
+	if (error) {
+		log_error("group %" PRIu64 "/%" PRIu64 ": reading a client session failed: %s",
+			  group->table_id, group->partition_id, error);
+		leveldb_free(error);
+		leveldb_free(value);
+		return -EIO;
+	}
+	if (!value)
+		return 0;
+	err = session_decode((const uint8_t *)value, value_bytes, arena, out);
+	leveldb_free(value);
+	if (err == -EBADMSG) {
+		log_error("group %" PRIu64 "/%" PRIu64 ": the session of client %016" PRIx64
+			  " is damaged", group->table_id, group->partition_id, id->client_id);
+		err = -EIO;
+	}
+	return err;
+}
+
+/* Stages the session of id with the entry's outcome in gw's batch. */
+static int store_session_stage(struct store_group *group, const Quorum__RequestId *id,
+			       Quorum__ClientSession *session, int64_t now_ns,
+			       const struct group_apply *a, struct arena *arena,
+			       struct store_group_write *gw)
+{
+	uint8_t key[SESSION_KEY_BYTES];
+	uint8_t *value;
+	size_t value_bytes;
+	int err;
+
+	err = session_record(arena, &session, id, now_ns, a->status, a->result, a->result_bytes);
+	if (!err)
+		err = session_encode(session, &value, &value_bytes);
+	if (err < 0)
+		return err;
+	session_key(key, group->table_id, group->partition_id, id->client_id);
+	leveldb_writebatch_put(gw->batch, (const char *)key, sizeof(key), (const char *)value,
+			       value_bytes);
+	free(value);
+	return 0;
+}
+
+struct store_sweep {
+	struct store_group_write *gw;
+	int64_t now_ns;
+	struct arena *arena;
+};
+
+static int store_sweep_session(void *ctx, const uint8_t *key, size_t key_bytes,
+			       const uint8_t *value, size_t value_bytes)
+{
+	struct store_sweep *sweep = ctx;
+	Quorum__ClientSession *session;
+
+	/* A damaged session is kept: reading it fails its client's next write loudly. */
+	if (session_decode(value, value_bytes, sweep->arena, &session) == 0 &&
+	    session_idle(session, sweep->now_ns))
+		leveldb_writebatch_delete(sweep->gw->batch, (const char *)key, key_bytes);
+	return 0;
+}
+
+/* Applies one decoded command in gw's batch: its outcome goes to a->status, a->result; a
+ * write the client's session has answered before is answered the same way and changes
+ * nothing. Returns 0, or -EIO/-ENOMEM when the store failed (nothing may be written). */
+static int store_group_command(struct store_group *group, const Quorum__GroupCommand *command,
+			       uint64_t slot, struct store_group_write *gw, struct arena *arena,
+			       struct group_apply *a)
+{
+	const Quorum__RequestId *id = command->request_id;
+	Quorum__ClientSession *session = NULL;
+	const Quorum__SessionReply *reply;
 	Quorum__ItemMeta *meta = NULL;
 	Quorum__UpdateItemRequest update;
+	int err;
 
+	if (id && (id->client_id == 0 || id->floor > id->seq)) {
+		a->status = -EINVAL;
+		return 0;
+	}
+	if (id) {
+		err = store_session_read(group, id, arena, &session);
+		if (err < 0)
+			return err;
+		switch (session_check(session, id, &reply)) {
+		case SESSION_ANSWERED:
+			a->status = reply->status;
+			if (reply->has_result && reply->result.len <= sizeof(a->result)) {
+				memcpy(a->result, reply->result.data, reply->result.len);
+				a->result_bytes = reply->result.len;
+			}
+			return 0;
+		case SESSION_FORGOTTEN:
+			/* A late copy of a write its client has given up on. */
+			a->status = -ETIMEDOUT;
+			return 0;
+		case SESSION_NEW:
+			break;
+		}
+	}
+	gw->item_max_bytes = command->has_item_max_bytes ? command->item_max_bytes : 0;
 	switch (command->op_case) {
 	case QUORUM__GROUP_COMMAND__OP_PUT_ITEM:
-		a->status = store_put_at(store, command->put_item, arena, &meta, gw);
+		a->status = store_put_at(group->store, command->put_item, arena, &meta, gw);
 		break;
 	case QUORUM__GROUP_COMMAND__OP_DELETE_ITEM:
-		a->status = store_delete_at(store, command->delete_item, gw);
+		a->status = store_delete_at(group->store, command->delete_item, gw);
 		break;
 	case QUORUM__GROUP_COMMAND__OP_UPDATE_ITEM:
 		/* Time comes from the proposer: every replica stamps the same ctime. */
@@ -1169,115 +1348,103 @@ static void store_group_command(struct store *store, const Quorum__GroupCommand 
 			update.has_ctime_ns = true;
 			update.ctime_ns = command->now_ns;
 		}
-		a->status = store_update_at(store, &update, arena, &meta, gw);
+		a->status = store_update_at(group->store, &update, arena, &meta, gw);
 		break;
 	default:
 		a->status = -EINVAL;
 		break;
 	}
+	/* An I/O failure of the item write is the store's, not the command's. */
+	if (a->status == -EIO || a->status == -ENOMEM)
+		return a->status;
 	if (a->status == 0 && meta)
 		store_group_result(a, meta);
+	if (id) {
+		err = store_session_stage(group, id, session, command->now_ns, a, arena, gw);
+		if (err < 0)
+			return err;
+	}
+	if (slot % STORE_SESSION_SWEEP_SLOTS == 0) {
+		struct store_sweep sweep = { gw, command->now_ns, arena };
+
+		return store_group_sessions(group, store_sweep_session, &sweep);
+	}
+	return 0;
+}
+
+/* Applies one entry and its applied slot in one synced batch. */
+static int store_group_apply_one(struct store_group *group, struct group_apply *a,
+				 const uint32_t *members, size_t member_count)
+{
+	struct store_group_write gw = { 0 };
+	uint8_t key[STORE_GROUP_KEY_BYTES], value[STORE_GROUP_VALUE_BYTES_MAX];
+	char *error = NULL;
+	int err = 0;
+
+	a->status = 0;
+	a->result_bytes = 0;
+	gw.batch = leveldb_writebatch_create();
+	if (!gw.batch)
+		return -ENOMEM;
+	if (a->type == PAXOS_ENTRY_NORMAL) {
+		struct arena *arena = arena_new();
+		Quorum__GroupCommand *command;
+
+		if (!arena) {
+			leveldb_writebatch_destroy(gw.batch);
+			return -ENOMEM;
+		}
+		command = quorum__group_command__unpack(arena_protobuf_allocator(arena),
+							a->command_bytes, a->command);
+		if (!command || command->version < 1)
+			a->status = -EINVAL;	/* a result: nothing changes but the slot */
+		else
+			err = store_group_command(group, command, a->slot, &gw, arena, a);
+		arena_free(arena);
+	}
+	if (!err) {
+		store_group_key(key, group->table_id, group->partition_id);
+		leveldb_writebatch_put(gw.batch, (const char *)key, sizeof(key), (const char *)value,
+				       store_group_value(value, a->slot, members, member_count));
+		leveldb_write(group->store->db, group->store->write_options, gw.batch, &error);
+		if (error) {
+			log_error("group %" PRIu64 "/%" PRIu64 ": applying slot %" PRIu64
+				  " failed: %s", group->table_id, group->partition_id, a->slot,
+				  error);
+			leveldb_free(error);
+			err = -EIO;
+		}
+	}
+	leveldb_writebatch_destroy(gw.batch);
+	return err;
 }
 
 int store_group_apply(struct store_group *group, struct group_apply *entries, size_t count)
 {
-	struct store *store = group->store;
 	uint32_t members[PAXOS_MEMBERS_MAX];
 	size_t member_count;
 	uint64_t applied_slot;
 	int err;
 
 	/* Members carry over from entry to entry; a CONFIG entry replaces them. */
-	err = store_group_state(store, group->table_id, group->partition_id, &applied_slot,
-				members, &member_count);
+	err = store_group_state(group->store, group->table_id, group->partition_id,
+				&applied_slot, members, &member_count);
 	if (err < 0)
 		return err;
 	for (size_t i = 0; i < count; i++) {
 		struct group_apply *a = &entries[i];
-		struct store_group_write gw;
-		char *error = NULL;
 
 		if (a->slot <= applied_slot)
 			continue;	/* already in the store (a crash before the WAL knew) */
 		if (a->type == PAXOS_ENTRY_CONFIG)
 			store_group_config_decode(a->command, a->command_bytes, members,
 						  &member_count);
-		memset(&gw, 0, sizeof(gw));
-		store_group_key(gw.key, group->table_id, group->partition_id);
-		gw.value_bytes = store_group_value(gw.value, a->slot, members, member_count);
-		a->status = 0;
-		a->result_bytes = 0;
-		if (a->type == PAXOS_ENTRY_NORMAL) {
-			struct arena *arena = arena_new();
-			Quorum__GroupCommand *command;
-
-			if (!arena)
-				return -ENOMEM;
-			command = quorum__group_command__unpack(arena_protobuf_allocator(arena),
-								a->command_bytes, a->command);
-			if (!command || command->version < 1)
-				a->status = -EINVAL;
-			else
-				store_group_command(store, command, &gw, arena, a);
-			arena_free(arena);
-			/* An I/O failure of the item write is the store's, not the command's. */
-			if (a->status == -EIO || a->status == -ENOMEM)
-				return a->status;
-		}
-		if (!gw.written) {
-			/* Nothing changed (a refused or empty command, a no-op): the applied
-			 * slot still moves, alone. */
-			err = store_write_batch(store, NULL, NULL, 0, &gw, &error);
-			if (err < 0)
-				return err;
-			if (error) {
-				log_error("group %" PRIu64 "/%" PRIu64 ": apply failed: %s",
-					  group->table_id, group->partition_id, error);
-				leveldb_free(error);
-				return -EIO;
-			}
-		}
+		err = store_group_apply_one(group, a, members, member_count);
+		if (err < 0)
+			return err;
 		applied_slot = a->slot;
 	}
 	return 0;
-}
-
-/* Calls fn for every item of the group's hash range, in order. */
-static int store_group_items(struct store_group *group,
-			     int (*fn)(void *ctx, const uint8_t *key, size_t key_bytes,
-				       const uint8_t *value, size_t value_bytes),
-			     void *ctx)
-{
-	leveldb_iterator_t *it;
-	uint8_t start[17];
-	char *error = NULL;
-	int err = 0;
-
-	key_encode_hash_start(start, group->table_id, group->hash_first);
-	it = leveldb_create_iterator(group->store->db, group->store->scan_options);
-	if (!it)
-		return -ENOMEM;
-	for (leveldb_iter_seek(it, (const char *)start, sizeof(start));
-	     err == 0 && leveldb_iter_valid(it); leveldb_iter_next(it)) {
-		size_t key_bytes, value_bytes;
-		const uint8_t *key = (const uint8_t *)leveldb_iter_key(it, &key_bytes);
-		const uint8_t *value = (const uint8_t *)leveldb_iter_value(it, &value_bytes);
-
-		if (key_bytes < 17 || key[0] != KEY_STORAGE_PREFIX ||
-		    key_get_u64(key + 1) != group->table_id ||
-		    key_get_u64(key + 9) > group->hash_last)
-			break;
-		err = fn(ctx, key, key_bytes, value, value_bytes);
-	}
-	leveldb_iter_get_error(it, &error);
-	leveldb_iter_destroy(it);
-	if (error) {
-		log_error("group %" PRIu64 "/%" PRIu64 ": reading items failed: %s",
-			  group->table_id, group->partition_id, error);
-		leveldb_free(error);
-		return -EIO;
-	}
-	return err;
 }
 
 struct store_snapshot_buf {
@@ -1345,7 +1512,7 @@ static int store_group_snapshot_get(void *ctx, uint8_t **bytes, size_t *size_byt
 	err = store_snapshot_append(&b, head, store_group_value(head, applied_slot, members,
 								member_count));
 	if (!err)
-		err = store_group_items(group, store_snapshot_item, &b);
+		err = store_group_each(group, store_snapshot_item, &b);
 	if (err < 0) {
 		free(b.bytes);
 		return err;
@@ -1388,7 +1555,7 @@ static int store_group_snapshot_install(void *ctx, uint64_t through_slot, const 
 	batch = leveldb_writebatch_create();
 	if (!batch)
 		return -ENOMEM;
-	err = store_group_items(group, store_snapshot_delete, batch);
+	err = store_group_each(group, store_snapshot_delete, batch);
 	while (!err && offset < size_bytes) {
 		size_t key_bytes, value_bytes;
 		const uint8_t *k, *v;
@@ -1407,8 +1574,8 @@ static int store_group_snapshot_install(void *ctx, uint64_t through_slot, const 
 			break;
 		}
 		v = k + key_bytes + 4;
-		if (key_bytes < 17 || k[0] != KEY_STORAGE_PREFIX ||
-		    key_get_u64(k + 1) != group->table_id) {
+		if (!store_group_has_item(group, k, key_bytes) &&
+		    !store_group_has_session(group, k, key_bytes)) {
 			err = -EINVAL;
 			break;
 		}

@@ -114,17 +114,23 @@ int store_scan(struct store *store, const Quorum__ScanRequest *request, struct a
  *
  * A NORMAL entry's command is a GroupCommand (quorum.proto): put, delete or
  * update, applied as store_put/store_delete/store_update are, except that
- * an update without ctime takes the command's now_ns (stamped by the
- * proposer), never the clock. The command's outcome (0 or a negative errno
- * such as -EEXIST) is the entry's status; a put or update that succeeded
- * returns the packed ItemMeta as result bytes. A command that does not
- * decode has status -EINVAL and changes nothing but the applied slot.
+ * what could differ between replicas comes from the proposer: an update
+ * without ctime takes the command's now_ns, never the clock, and the item
+ * limit is the command's item_max_bytes when given. The command's outcome
+ * (0 or a negative errno such as -EEXIST) is the entry's status; a put or
+ * update that succeeded returns the packed ItemMeta as result bytes. A
+ * command that does not decode has status -EINVAL and changes nothing but
+ * the applied slot. A command with a request id goes through its client's
+ * session (session.h), in the same batch: a seq answered before gets the
+ * same status and result again and changes nothing; a seq below the
+ * session's floor gets -ETIMEDOUT and changes nothing. Every
+ * STORE_SESSION_SWEEP_SLOTS slots, a command also drops idle sessions.
  *
  * Snapshot (bytes, little endian): version 1 (1 byte), applied slot (8),
  * member count (4), members (4 each), then for every item of the group's
- * hash range: key length (4), storage key, value length (4), value.
- * Installing one replaces every item of the range and the applied state in
- * one synced batch. */
+ * hash range and every client session of the group: key length (4), key,
+ * value length (4), value. Installing one replaces the group's items,
+ * sessions and applied state in one synced batch. */
 #define STORE_GROUP_KEY_BYTES 17
 #define STORE_GROUP_VALUE_BYTES_MAX (1 + 8 + 4 + 4 * PAXOS_MEMBERS_MAX)
 #define STORE_GROUP_FORMAT 1

@@ -17,6 +17,8 @@
  * replicated flag only: no network call is made while it is held. */
 #include "fs/router.h"
 
+#include "fs/request_ids.h"
+
 #include "cluster/clock.h"
 #include "cluster/keys.h"
 #include "cluster/log.h"
@@ -77,6 +79,7 @@ struct router {
 	bool eventual;             /* consistency=eventual */
 	struct net_pool *pool;
 	struct net_client *meta;   /* owned by pool */
+	struct request_ids *ids;   /* of item writes, for at-most-once apply */
 	pthread_mutex_t lock;      /* guards routes and replicated */
 	struct route *routes;
 	/* The nodes run replication groups: any replica of a partition can
@@ -105,7 +108,7 @@ struct router_op {
 	int64_t deadline_ms;
 	int64_t backoff_ms;
 	int attempts;
-	bool maybe_applied;        /* a request reached a node and its answer was lost */
+	bool maybe_applied;        /* a table request reached meta and its answer was lost */
 	int hops;                  /* -EREMOTE hints followed since the last pause */
 	/* Nodes that failed on transport in this operation: not asked again
 	 * (nor followed by a hint) for ROUTER_SUSPECT_MS, or until every
@@ -629,10 +632,6 @@ static enum router_next router_after_failure(struct router *router, struct route
 	size_t next;
 
 	if (transport) {
-		/* The request may have been applied and its answer lost; a
-		 * socket that never connected sent nothing, but telling the
-		 * two apart is not worth the risk. */
-		op->maybe_applied = true;
 		if (!target->replicated) {
 			/* Only the first replica holds data: ask meta again. */
 			router_cache_drop(router, table->name, table->id);
@@ -802,6 +801,9 @@ int router_new(const struct router_options *options, struct router **out)
 		err = -ENOMEM;
 		goto failed;
 	}
+	err = request_ids_new(&router->ids);
+	if (err < 0)
+		goto failed;
 
 	/* Both calls share one deadline: meta answers within the timeout
 	 * or the router is not made. */
@@ -843,6 +845,7 @@ void router_free(struct router *router)
 		router->routes = next;
 	}
 	net_pool_free(router->pool);
+	request_ids_free(router->ids);
 	pthread_mutex_destroy(&router->lock);
 	free(router);
 }
@@ -1178,6 +1181,29 @@ int router_get_item(struct router *router, const struct router_table *table, con
 	return router_get_item_op(router, &op, table, key, meta_only, router->eventual, out);
 }
 
+/* An item write: request goes to key's partition with a request id that stays the same
+ * across the retries, so the group applies it once however often it arrives. */
+static int router_write_item(struct router *router, const struct router_table *table,
+			     const char *key, const char *what, Quorum__Request *request,
+			     Quorum__Response **response)
+{
+	Quorum__RequestId id;
+	struct route_target target;
+	struct router_op op;
+	int err;
+
+	err = request_ids_begin(router->ids, &id);
+	if (err < 0)
+		return err;
+	request->request_id = &id;
+	router_op_begin(&op, router, what, table->name, key);
+	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), false, request,
+			       response, &target);
+	request_ids_end(router->ids, id.seq);
+	request->request_id = NULL;
+	return err;
+}
+
 int router_put_item(struct router *router, const struct router_table *table, const char *key,
 		    const struct item_attr *attr, const void *body, size_t body_bytes,
 		    const struct item_xattr *xattrs, size_t xattr_count,
@@ -1190,8 +1216,6 @@ int router_put_item(struct router *router, const struct router_table *table, con
 	Quorum__ItemMeta meta = QUORUM__ITEM_META__INIT;
 	Quorum__Xattr *wire_xattrs = NULL, **wire_xattr_list = NULL;
 	Quorum__Response *response = NULL;
-	struct route_target target;
-	struct router_op op;
 	int err;
 
 	err = router_check_item(table, key);
@@ -1249,12 +1273,7 @@ int router_put_item(struct router *router, const struct router_table *table, con
 	}
 	request.op_case = QUORUM__REQUEST__OP_PUT_ITEM;
 	request.put_item = &put;
-	router_op_begin(&op, router, "put item", table->name, key);
-	/* A retried conditional put whose first try was applied answers
-	 * -EEXIST or -ESTALE: indistinguishable from a real conflict until
-	 * requests carry ids (replication). It is returned as it is. */
-	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), false, &request,
-			       &response, &target);
+	err = router_write_item(router, table, key, "put item", &request, &response);
 	if (err < 0)
 		goto out;
 	if (out)
@@ -1272,8 +1291,6 @@ int router_delete_item(struct router *router, const struct router_table *table, 
 	Quorum__DeleteItemRequest delete = QUORUM__DELETE_ITEM_REQUEST__INIT;
 	Quorum__ItemKey item_key = QUORUM__ITEM_KEY__INIT;
 	Quorum__Response *response = NULL;
-	struct route_target target;
-	struct router_op op;
 	int err;
 
 	err = router_check_item(table, key);
@@ -1283,55 +1300,10 @@ int router_delete_item(struct router *router, const struct router_table *table, 
 	delete.key = &item_key;
 	request.op_case = QUORUM__REQUEST__OP_DELETE_ITEM;
 	request.delete_item = &delete;
-	router_op_begin(&op, router, "delete item", table->name, key);
-	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), false, &request,
-			       &response, &target);
+	err = router_write_item(router, table, key, "delete item", &request, &response);
 	if (response)
 		quorum__response__free_unpacked(response, NULL);
-	/* An earlier try deleted it and its answer was lost. */
-	if (err == -ENOENT && op.maybe_applied)
-		return 0;
 	return err;
-}
-
-/* After a lost answer, an xattr change may have been applied by the first
- * try, and the retry then fails (-EEXIST for XATTR_CREATE, -ENODATA for a
- * remove). True when the item already shows the change, with *out set. */
-static bool router_update_was_applied(struct router *router, struct router_op *op,
-				      const struct router_table *table, const char *key,
-				      const struct router_update *update, int err,
-				      struct item_attr *out)
-{
-	struct router_item item;
-	bool applied = true;
-	const struct item_xattr *found = NULL;
-
-	if (!op->maybe_applied)
-		return false;
-	if (!(err == -EEXIST && update->set_xattr && (update->set_xattr_flags & XATTR_CREATE)) &&
-	    !(err == -ENODATA && update->remove_xattr))
-		return false;
-	if (router_get_item_op(router, op, table, key, true, false, &item) < 0)
-		return false;
-	if (update->set_xattr) {
-		for (size_t i = 0; i < item.xattr_count; i++) {
-			if (strcmp(item.xattrs[i].name, update->set_xattr->name) == 0)
-				found = &item.xattrs[i];
-		}
-		applied = found && found->value_bytes == update->set_xattr->value_bytes &&
-			  (found->value_bytes == 0 ||
-			   memcmp(found->value, update->set_xattr->value, found->value_bytes) == 0);
-	}
-	if (update->remove_xattr) {
-		for (size_t i = 0; i < item.xattr_count; i++) {
-			if (strcmp(item.xattrs[i].name, update->remove_xattr) == 0)
-				applied = false;
-		}
-	}
-	if (applied && out)
-		*out = item.attr;
-	router_item_free(&item);
-	return applied;
 }
 
 int router_update_item(struct router *router, const struct router_table *table,
@@ -1343,8 +1315,6 @@ int router_update_item(struct router *router, const struct router_table *table,
 	Quorum__ItemKey item_key = QUORUM__ITEM_KEY__INIT;
 	Quorum__Xattr set_xattr = QUORUM__XATTR__INIT;
 	Quorum__Response *response = NULL;
-	struct route_target target;
-	struct router_op op;
 	int err;
 
 	err = router_check_item(table, key);
@@ -1381,14 +1351,9 @@ int router_update_item(struct router *router, const struct router_table *table,
 	}
 	request.op_case = QUORUM__REQUEST__OP_UPDATE_ITEM;
 	request.update_item = &change;
-	router_op_begin(&op, router, "update item", table->name, key);
-	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), false, &request,
-			       &response, &target);
-	if (err < 0) {
-		if (router_update_was_applied(router, &op, table, key, update, err, out))
-			return 0;
+	err = router_write_item(router, table, key, "update item", &request, &response);
+	if (err < 0)
 		return err;
-	}
 	if (out)
 		router_attr_from_meta(out, response->update_item->meta);
 	quorum__response__free_unpacked(response, NULL);

@@ -8,9 +8,10 @@
  * goes to the replica the router believes leads the partition's group
  * (at first the first node of the replica set). A request that fails on
  * transport (timeout, node unreachable) is retried with backoff until the
- * deadline; past the deadline the caller gets -EIO. Retried writes are
- * safe: a put writes the whole item, a delete of an absent item after a
- * lost reply is reported as done.
+ * deadline; past the deadline the caller gets -EIO. Every item write
+ * carries a request id that stays the same across its retries
+ * (request_ids.h), so its group applies it once and answers a retry with
+ * the first outcome: a retried create is not refused by its own first try.
  *
  * Replication: a replica that does not lead answers a write or a strong
  * read with -EREMOTE and a hint of the leader; the router remembers the

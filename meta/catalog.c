@@ -1110,6 +1110,64 @@ int catalog_node_assignments(struct catalog *catalog, uint64_t node_id, struct a
 	return 0;
 }
 
+/* Whether the group the node reports is one meta knows to be gone from it. */
+static bool catalog_group_retired(const struct catalog *catalog, uint64_t node_id,
+				  const Quorum__GroupReport *report)
+{
+	for (size_t t = 0; t < catalog->table_count; t++) {
+		const Quorum__TableInfo *table = catalog->tables[t];
+
+		if (table->id != report->table_id)
+			continue;
+		for (size_t p = 0; p < table->n_partitions; p++) {
+			const Quorum__PartitionInfo *partition = table->partitions[p];
+
+			if (partition->id != report->partition_id)
+				continue;
+			for (size_t r = 0; r < partition->n_replicas; r++)
+				if (partition->replicas[r] == node_id)
+					return false;
+		}
+		return true;	/* the table lives on, without this replica */
+	}
+	/* Table ids are never reused: an id below the next one names a deleted table. An id
+	 * meta has not handed out yet is not meta's to judge. */
+	return report->table_id < catalog->next_table_id;
+}
+
+int catalog_retired_groups(struct catalog *catalog, uint64_t node_id,
+			   Quorum__GroupReport *const *reports, size_t count, struct arena *arena,
+			   Quorum__GroupRef ***out, size_t *out_count)
+{
+	Quorum__GroupRef **list = arena_alloc(arena, (count ? count : 1) * sizeof(*list));
+	size_t n = 0;
+
+	*out = NULL;
+	*out_count = 0;
+	if (!list)
+		return -ENOMEM;
+	pthread_mutex_lock(&catalog->lock);
+	for (size_t i = 0; i < count; i++) {
+		Quorum__GroupRef *ref;
+
+		if (!catalog_group_retired(catalog, node_id, reports[i]))
+			continue;
+		ref = arena_alloc(arena, sizeof(*ref));
+		if (!ref) {
+			pthread_mutex_unlock(&catalog->lock);
+			return -ENOMEM;
+		}
+		quorum__group_ref__init(ref);
+		ref->table_id = reports[i]->table_id;
+		ref->partition_id = reports[i]->partition_id;
+		list[n++] = ref;
+	}
+	pthread_mutex_unlock(&catalog->lock);
+	*out = list;
+	*out_count = n;
+	return 0;
+}
+
 int catalog_list_nodes(struct catalog *catalog, int64_t now_ms, struct arena *arena,
 		       Quorum__ListNodesResponse **out)
 {

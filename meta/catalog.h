@@ -99,6 +99,14 @@ int catalog_report_groups(struct catalog *catalog, uint64_t node_id,
 int catalog_node_assignments(struct catalog *catalog, uint64_t node_id, struct arena *arena,
 			     Quorum__PartitionAssignment ***out, size_t *count);
 
+/* The groups among reports (a node's heartbeat) that meta knows the node must no longer
+ * host: their table was deleted (its id is below the next table id and no table has it),
+ * or their table lives on without this replica. A group of a table id meta never handed
+ * out is not listed: a meta that lost its catalog must not make nodes delete data. */
+int catalog_retired_groups(struct catalog *catalog, uint64_t node_id,
+			   Quorum__GroupReport *const *reports, size_t count, struct arena *arena,
+			   Quorum__GroupRef ***out, size_t *out_count);
+
 /* Every node by id, with health, space and the replicas it holds. */
 int catalog_list_nodes(struct catalog *catalog, int64_t now_ms, struct arena *arena,
 		       Quorum__ListNodesResponse **out);

@@ -122,9 +122,13 @@ static void meta_handle_heartbeat(struct meta *meta, const Quorum__HeartbeatRequ
 		return;
 	}
 	quorum__heartbeat_response__init(result);
-	/* Every partition the node must host: it opens and closes groups to match. */
+	/* Every partition the node must host, and the reported ones it must remove. */
 	err = catalog_node_assignments(meta->catalog, request->node_id, arena,
 				       &result->partitions, &result->n_partitions);
+	if (!err)
+		err = catalog_retired_groups(meta->catalog, request->node_id, request->groups,
+					     request->n_groups, arena, &result->retired,
+					     &result->n_retired);
 	if (err < 0) {
 		meta_fail(response, arena, err, "out of memory");
 		return;

@@ -41,7 +41,9 @@ cd "$srcdir" || exit 99
 # E2E_PYTEST_ARGS is parsed like a shell command line, so quoting works:
 # E2E_PYTEST_ARGS="-k 'rename or xattr'".
 eval "set -- $E2E_PYTEST_ARGS"
-/usr/bin/python3 -m pytest -v -p no:cacheprovider -rfEs "$@" tests/e2e
+# --tb=short: the failing line and its message, not the whole test source,
+# so that they survive a log cut to its head and tail.
+/usr/bin/python3 -m pytest -v -p no:cacheprovider --tb=short -rfEs "$@" tests/e2e
 rc=$?
 # 5: no test was collected, which must never pass silently.
 [ "$rc" -eq 5 ] && { echo "ERROR: pytest collected no test"; rc=1; }

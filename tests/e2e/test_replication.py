@@ -376,9 +376,8 @@ def test_kill_leaders_under_load_loses_nothing(cluster):
     clients = 4
     readers = []
 
-    # One writer per key: a write retried on a new leader after its first
-    # try was applied is then applied twice in a row, which no reader can
-    # tell from once (requests carry no ids yet to drop the second).
+    # One writer per key, each through the cluster's mount: writers of one
+    # file on one mount share its page cache, which is not under test.
     history = History()
     stop = threading.Event()
     errors = []

@@ -263,6 +263,56 @@ static void test_update_delete_list(void **state)
 	assert_int_equal(list->n_tables, 4);
 }
 
+/* Whether catalog_retired_groups tells node to remove group (table, partition). */
+static bool test_retired(struct test_state *test, uint64_t node, uint64_t table,
+			 uint64_t partition)
+{
+	Quorum__GroupReport report = QUORUM__GROUP_REPORT__INIT;
+	Quorum__GroupReport *reports[1] = { &report };
+	Quorum__GroupRef **retired;
+	size_t count;
+
+	report.table_id = table;
+	report.partition_id = partition;
+	assert_int_equal(catalog_retired_groups(test->catalog, node, reports, 1, test->arena,
+						&retired, &count), 0);
+	assert_true(count <= 1);
+	if (count)
+		assert_true(retired[0]->table_id == table && retired[0]->partition_id == partition);
+	return count == 1;
+}
+
+/* A node removes a group only on meta's explicit word: a deleted table's, or one its live
+ * table no longer places there; never one of a table id meta has not handed out (a meta
+ * that lost its catalog must not wipe the nodes). */
+static void test_retired_groups(void **state)
+{
+	struct test_state *test = *state;
+	Quorum__TableResponse *keep, *gone;
+	uint64_t keep_id, keep_partition, gone_id, gone_partition, id = 0;
+
+	test_add_nodes(test, 0);
+	assert_int_equal(test_create(test, "keep", 1, 0, &keep), 0);
+	assert_int_equal(test_create(test, "gone", 1, 0, &gone), 0);
+	keep_id = keep->table->id;
+	keep_partition = keep->table->partitions[0]->id;
+	gone_id = gone->table->id;
+	gone_partition = gone->table->partitions[0]->id;
+	assert_int_equal(catalog_delete_table(test->catalog, "gone", 4, NULL), 0);
+	assert_int_equal(catalog_register_node(test->catalog, 0, "tcp://127.0.0.1:7104", "a", 0,
+					       &id, NULL), 0);
+
+	assert_false(test_retired(test, 1, keep_id, keep_partition));
+	assert_true(test_retired(test, 1, gone_id, gone_partition));
+	assert_true(test_retired(test, id, keep_id, keep_partition));
+	assert_true(test_retired(test, 1, keep_id, keep_partition + 1000));
+	assert_false(test_retired(test, 1, gone_id + 1000, 1));
+	/* The same after a restart: deleted ids stay known through the counters. */
+	test_reopen(test);
+	assert_true(test_retired(test, 1, gone_id, gone_partition));
+	assert_false(test_retired(test, 1, gone_id + 1000, 1));
+}
+
 static const Quorum__NodeInfo *test_node(const Quorum__ListNodesResponse *nodes, uint64_t id)
 {
 	for (size_t i = 0; i < nodes->n_nodes; i++)
@@ -425,6 +475,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_update_delete_list, test_setup,
 						test_teardown),
 		cmocka_unit_test_setup_teardown(test_nodes, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_retired_groups, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_record, test_setup, test_teardown),
 	};

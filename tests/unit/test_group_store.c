@@ -24,8 +24,10 @@
 #define TABLE_ID 5
 #define PARTITION_ID 2
 
-/* A GroupCommand putting body at key "k" (malloc'd; caller frees). */
-static uint8_t *put_command(const char *body, size_t *size_bytes)
+/* A GroupCommand putting body at key "k" (malloc'd; caller frees): only if absent with
+ * create, with id when not NULL, with the proposer's item limit max_bytes when not 0. */
+static uint8_t *put_command_with(const char *body, bool create, const Quorum__RequestId *id,
+				 uint64_t max_bytes, size_t *size_bytes)
 {
 	Quorum__GroupCommand command = QUORUM__GROUP_COMMAND__INIT;
 	Quorum__PutItemRequest put = QUORUM__PUT_ITEM_REQUEST__INIT;
@@ -44,8 +46,15 @@ static uint8_t *put_command(const char *body, size_t *size_bytes)
 	put.has_body = true;
 	put.body.data = (uint8_t *)body;
 	put.body.len = strlen(body);
+	if (create) {
+		put.has_condition = true;
+		put.condition = QUORUM__CONDITION__COND_ABSENT;
+	}
 	command.version = GROUP_COMMAND_VERSION;
 	command.now_ns = 1000;
+	command.request_id = (Quorum__RequestId *)id;
+	command.has_item_max_bytes = max_bytes != 0;
+	command.item_max_bytes = max_bytes;
 	command.op_case = QUORUM__GROUP_COMMAND__OP_PUT_ITEM;
 	command.put_item = &put;
 	*size_bytes = quorum__group_command__get_packed_size(&command);
@@ -53,6 +62,11 @@ static uint8_t *put_command(const char *body, size_t *size_bytes)
 	assert_non_null(buf);
 	quorum__group_command__pack(&command, buf);
 	return buf;
+}
+
+static uint8_t *put_command(const char *body, size_t *size_bytes)
+{
+	return put_command_with(body, false, NULL, 0, size_bytes);
 }
 
 static uint64_t item_version(struct store *store)
@@ -191,6 +205,119 @@ static void test_snapshot_round_trip(void **state)
 	remove_dir(dir_b);
 }
 
+static Quorum__RequestId request_id(uint64_t client_id, uint64_t seq, uint64_t floor)
+{
+	Quorum__RequestId id = QUORUM__REQUEST_ID__INIT;
+
+	id.client_id = client_id;
+	id.seq = seq;
+	id.floor = floor;
+	return id;
+}
+
+/* Applies command at slot through sm; returns the entry's status, its result in *a. */
+static int apply_at(struct group_sm *sm, uint64_t slot, const uint8_t *command,
+		    size_t command_bytes, struct group_apply *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->slot = slot;
+	a->type = PAXOS_ENTRY_NORMAL;
+	a->command = command;
+	a->command_bytes = command_bytes;
+	assert_int_equal(sm->apply(sm->ctx, a, 1), 0);
+	return a->status;
+}
+
+/* A write that reaches the log twice (a router retried it after a lost answer, at the same
+ * or at a new leader) is applied once: the second copy gets the first one's answer, a late
+ * copy below the client's floor is refused, and the sessions that decide this travel with
+ * snapshots. */
+static void test_retried_write_applies_once(void **state)
+{
+	char *dir_a = temp_dir(), *dir_b = temp_dir();
+	Quorum__RequestId first = request_id(9, 1, 1), second = request_id(9, 2, 2);
+	Quorum__RequestId other_client = request_id(10, 1, 1);
+	size_t create_bytes, next_bytes, other_bytes, snap_bytes;
+	uint8_t *create = put_command_with("a", true, &first, 0, &create_bytes);
+	uint8_t *next = put_command_with("b", false, &second, 0, &next_bytes);
+	uint8_t *other = put_command_with("c", true, &other_client, 0, &other_bytes);
+	struct store_group ga, gb;
+	struct group_sm sma, smb;
+	struct group_apply one, again;
+	const uint32_t members[3] = { 1, 2, 3 };
+	struct store *a, *b;
+	uint64_t through;
+	uint8_t *snap;
+
+	(void)state;
+	assert_int_equal(store_open(dir_a, &a), 0);
+	assert_int_equal(store_open(dir_b, &b), 0);
+	ga = (struct store_group){ a, TABLE_ID, PARTITION_ID, 0, UINT64_MAX };
+	gb = (struct store_group){ b, TABLE_ID, PARTITION_ID, 0, UINT64_MAX };
+	store_group_sm(&ga, &sma);
+	store_group_sm(&gb, &smb);
+
+	/* A create, then its retry: not -EEXIST, the same metadata, one version. */
+	assert_int_equal(apply_at(&sma, 1, create, create_bytes, &one), 0);
+	assert_int_equal(apply_at(&sma, 2, create, create_bytes, &again), 0);
+	assert_int_equal(again.result_bytes, one.result_bytes);
+	assert_memory_equal(again.result, one.result, one.result_bytes);
+	assert_int_equal(item_version(a), 1);
+	/* The same create from another client is a real conflict. */
+	assert_int_equal(apply_at(&sma, 3, other, other_bytes, &one), -EEXIST);
+	assert_int_equal(apply_at(&sma, 4, other, other_bytes, &again), -EEXIST);
+
+	/* The next write says the first is over: a late copy of it is refused. */
+	assert_int_equal(apply_at(&sma, 5, next, next_bytes, &one), 0);
+	assert_int_equal(item_version(a), 2);
+	assert_int_equal(apply_at(&sma, 6, create, create_bytes, &one), -ETIMEDOUT);
+	assert_int_equal(item_version(a), 2);
+
+	/* A replica that catches up by snapshot answers retries the same way. */
+	assert_int_equal(sma.snapshot_get(sma.ctx, &snap, &snap_bytes, &through), 0);
+	assert_int_equal(smb.snapshot_install(smb.ctx, through, snap, snap_bytes, members, 3), 0);
+	assert_int_equal(apply_at(&smb, through + 1, next, next_bytes, &one), 0);
+	assert_int_equal(item_version(b), 2);
+	assert_int_equal(apply_at(&smb, through + 2, create, create_bytes, &one), -ETIMEDOUT);
+
+	free(snap);
+	free(create);
+	free(next);
+	free(other);
+	store_close(a);
+	store_close(b);
+	remove_dir(dir_a);
+	remove_dir(dir_b);
+}
+
+/* The item limit is the proposer's, stamped in the command: every replica decides alike,
+ * whatever limit it has heard of itself. */
+static void test_item_limit_comes_with_the_command(void **state)
+{
+	char *dir = temp_dir();
+	size_t small_bytes, large_bytes;
+	uint8_t *small = put_command_with("12345", false, NULL, 4, &small_bytes);
+	uint8_t *large = put_command_with("12345", false, NULL, 8, &large_bytes);
+	struct store_group sg;
+	struct group_sm sm;
+	struct group_apply a;
+	struct store *store;
+
+	(void)state;
+	assert_int_equal(store_open(dir, &store), 0);
+	store_set_item_max_bytes(store, 2);
+	sg = (struct store_group){ store, TABLE_ID, PARTITION_ID, 0, UINT64_MAX };
+	store_group_sm(&sg, &sm);
+	assert_int_equal(apply_at(&sm, 1, small, small_bytes, &a), -EFBIG);
+	assert_int_equal(item_version(store), 0);
+	assert_int_equal(apply_at(&sm, 2, large, large_bytes, &a), 0);
+	assert_int_equal(item_version(store), 1);
+	free(small);
+	free(large);
+	store_close(store);
+	remove_dir(dir);
+}
+
 struct outcome {
 	int done;
 	int status;
@@ -281,6 +408,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_apply_skips_applied_slots),
 		cmocka_unit_test(test_snapshot_round_trip),
+		cmocka_unit_test(test_retried_write_applies_once),
+		cmocka_unit_test(test_item_limit_comes_with_the_command),
 		cmocka_unit_test(test_group_over_store_survives_crash),
 	};
 

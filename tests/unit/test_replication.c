@@ -2,12 +2,14 @@
  * quorumd on 127.0.0.1 (found next to this program in the build tree), creates a table, writes
  * items through the nodes directly (following -EREMOTE leader hints as a router does), kills
  * the leader of a partition with SIGKILL, checks that writes go on after the election and that
- * every acknowledged item is readable, then restarts the killed node with the same arguments
+ * every acknowledged item is readable and that a create retried at the new leader with its
+ * request id gets its first answer (at most once), then restarts the killed node with the same arguments
  * and checks that it catches up (its applied slot in describe reaches the leader's) and serves
  * every item from its own store (eventual reads). Every process is stopped by pid, also when a
  * test fails. */
 #define _GNU_SOURCE
 #include "cluster/clock.h"
+#include "cluster/keys.h"
 #include "cluster/net.h"
 #include "cluster/rpc.h"
 #include "quorum.pb-c.h"
@@ -257,6 +259,72 @@ static int test_put(struct test_cluster *c, int i)
 	return test_node_request(c, &request, (size_t)i, NULL);
 }
 
+static int test_describe(struct test_cluster *c, Quorum__Response **response)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__TableRequest table = QUORUM__TABLE_REQUEST__INIT;
+
+	table.name.data = (uint8_t *)"t";
+	table.name.len = 1;
+	request.op_case = QUORUM__REQUEST__OP_DESCRIBE_TABLE;
+	request.describe_table = &table;
+	return test_meta_call(c, &request, response);
+}
+
+/* A key of partition index 0, whose leader test_failover kills. */
+static void test_key_of_partition0(struct test_cluster *c, char *out, size_t out_bytes)
+{
+	Quorum__Response *response;
+	const Quorum__PartitionInfo *part;
+
+	assert_int_equal(test_describe(c, &response), 0);
+	part = response->table->table->partitions[0];
+	for (int i = 0;; i++) {
+		uint64_t hash;
+
+		snprintf(out, out_bytes, "once-%d", i);
+		hash = key_hash(out, strlen(out));
+		if (hash >= part->hash_first && hash <= part->hash_last)
+			break;
+	}
+	quorum__response__free_unpacked(response, NULL);
+}
+
+/* Creates item name (only if absent) with request id (client 77, seq); *version gets the
+ * stored version when it succeeds. */
+static int test_create_once(struct test_cluster *c, const char *name, uint64_t seq,
+			    uint64_t *version)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__RequestId id = QUORUM__REQUEST_ID__INIT;
+	Quorum__PutItemRequest put = QUORUM__PUT_ITEM_REQUEST__INIT;
+	Quorum__ItemKey key = QUORUM__ITEM_KEY__INIT;
+	Quorum__ItemMeta meta = QUORUM__ITEM_META__INIT;
+	Quorum__Response *response = NULL;
+	int err;
+
+	id.client_id = 77;
+	id.seq = seq;
+	id.floor = seq;
+	key.table_id = c->table_id;
+	key.partition_key.data = (uint8_t *)name;
+	key.partition_key.len = strlen(name);
+	meta.mode = 0100644;
+	put.key = &key;
+	put.meta = &meta;
+	put.has_condition = true;
+	put.condition = QUORUM__CONDITION__COND_ABSENT;
+	request.op_case = QUORUM__REQUEST__OP_PUT_ITEM;
+	request.put_item = &put;
+	request.request_id = &id;
+	err = test_node_request(c, &request, 0, &response);
+	if (err == 0) {
+		*version = response->put_item->meta->version;
+		quorum__response__free_unpacked(response, NULL);
+	}
+	return err;
+}
+
 /* Gets item i, strongly through the leader, or eventually from node only (node >= 0). */
 static int test_get(struct test_cluster *c, int i, int node)
 {
@@ -289,18 +357,6 @@ static int test_get(struct test_cluster *c, int i, int node)
 	if (response)
 		quorum__response__free_unpacked(response, NULL);
 	return err;
-}
-
-static int test_describe(struct test_cluster *c, Quorum__Response **response)
-{
-	Quorum__Request request = QUORUM__REQUEST__INIT;
-	Quorum__TableRequest table = QUORUM__TABLE_REQUEST__INIT;
-
-	table.name.data = (uint8_t *)"t";
-	table.name.len = 1;
-	request.op_case = QUORUM__REQUEST__OP_DESCRIBE_TABLE;
-	request.describe_table = &table;
-	return test_meta_call(c, &request, response);
 }
 
 /* The report of node's replica of partition, or NULL. */
@@ -508,7 +564,8 @@ static void test_failover(void **state)
 {
 	struct test_cluster *c = *state;
 	struct test_process *victim;
-	uint64_t leader = 0, victim_id;
+	uint64_t leader = 0, victim_id, version = 0;
+	char once[32];
 	int64_t deadline_ms, killed_ms;
 	int victim_index;
 
@@ -526,6 +583,10 @@ static void test_failover(void **state)
 		assert_int_equal(test_put(c, i), 0);
 	for (int i = 0; i < TEST_ITEMS_BEFORE; i++)
 		assert_int_equal(test_get(c, i, -1), 0);
+	/* A create whose answer will be "lost" with its leader. */
+	test_key_of_partition0(c, once, sizeof(once));
+	assert_int_equal(test_create_once(c, once, 1, &version), 0);
+	assert_int_equal(version, 1);
 
 	/* Kill the leader of partition 0 (whichever it is now). */
 	leader = test_leader(c, 0);
@@ -548,6 +609,12 @@ static void test_failover(void **state)
 	}
 	for (int i = 0; i < TEST_ITEMS_BEFORE + TEST_ITEMS_AFTER; i++)
 		assert_int_equal(test_get(c, i, -1), 0);
+	/* Its retry, wherever the item's group is led now, gets the first answer, not -EEXIST
+	 * (at most once); a new create of the same item is a real conflict. */
+	version = 0;
+	assert_int_equal(test_create_once(c, once, 1, &version), 0);
+	assert_int_equal(version, 1);
+	assert_int_equal(test_create_once(c, once, 2, &version), -EEXIST);
 	deadline_ms = clock_monotonic_ms() + TEST_WAIT_MS;
 	while (clock_monotonic_ms() < deadline_ms &&
 	       (!test_leader(c, 0) || test_leader(c, 0) == victim_id))
