@@ -35,6 +35,20 @@ struct log_slot {
 	bool chosen;
 	uint64_t persist_id;		/* the write of the accept; durable once <= persisted_id */
 	uint32_t ack_mask;		/* leader: members that durably accepted at its ballot */
+	/* A chosen configuration that was not one change from the one in force when it
+	 * committed (a stale proposal a later leader recovered): it applies as a no-op. */
+	bool config_void;
+};
+
+/* The sender of a message that is not a member (a joining node hears some, see msg_valid). */
+#define NO_PEER SIZE_MAX
+
+/* A configuration and the slot from which it is in force. */
+#define CONFIG_HISTORY 8
+struct config_record {
+	uint64_t slot;
+	uint32_t members[PAXOS_MEMBERS_MAX];
+	size_t count;
 };
 
 struct out_msg {
@@ -53,6 +67,7 @@ struct peer_state {
 	uint64_t learn_tick;		/* last tick a LEARN or SNAPSHOT went to it (+1) */
 	uint64_t snapshot_tick;		/* last tick a SNAPSHOT went to it (+1) */
 	bool heard;			/* acknowledged our ballot since the last quorum check */
+	bool joining;			/* a new member without state: wants a snapshot */
 };
 
 struct recover_slot {
@@ -104,6 +119,11 @@ struct paxos {
 	uint64_t quorum_elapsed_ticks;
 	uint64_t lease_until_tick;
 	uint64_t config_pending_slot;
+	bool joining;			/* paxos_config.joining, until a snapshot is installed */
+	/* The latest configurations (a ring; config_history_next counts every one): a
+	 * snapshot goes with the members in force at its slot, not the newest. */
+	struct config_record config_history[CONFIG_HISTORY];
+	uint64_t config_history_next;
 	struct heartbeat_record heartbeats[HEARTBEAT_RING];
 	size_t heartbeat_next;
 
@@ -284,6 +304,33 @@ int paxos_config_decode(const uint8_t *value, size_t value_bytes, uint32_t *memb
 }
 
 /* Installs a member list; per-peer state follows its member id. */
+/* Records that the current members are in force from slot on. */
+static void config_remember(struct paxos *core, uint64_t slot)
+{
+	struct config_record *r = &core->config_history[core->config_history_next++ %
+							 CONFIG_HISTORY];
+
+	r->slot = slot;
+	memcpy(r->members, core->members, sizeof(r->members));
+	r->count = core->member_count;
+}
+
+/* The configuration in force at slot; NULL when it is older than the history. */
+static const struct config_record *config_at(const struct paxos *core, uint64_t slot)
+{
+	uint64_t kept = core->config_history_next < CONFIG_HISTORY ? core->config_history_next :
+								     CONFIG_HISTORY;
+
+	for (uint64_t k = 1; k <= kept; k++) {
+		const struct config_record *r =
+			&core->config_history[(core->config_history_next - k) % CONFIG_HISTORY];
+
+		if (r->slot <= slot)
+			return r;
+	}
+	return NULL;
+}
+
 static void members_set(struct paxos *core, const uint32_t *members, size_t count)
 {
 	struct peer_state old[PAXOS_MEMBERS_MAX];
@@ -420,6 +467,8 @@ static struct out_msg *out_new(struct paxos *core, uint32_t type, uint32_t to)
 	o->msg.from = core->config.self_id;
 	o->msg.to = to;
 	o->msg.commit_slot = core->commit_slot;
+	if (core->joining)
+		o->msg.flags = PAXOS_FLAG_JOINING;
 	o->after_persist_id = 0;
 	o->heap_entries = NULL;
 	o->heap_values = NULL;
@@ -481,39 +530,54 @@ static void out_add_entry(struct out_msg *o, uint64_t slot, struct paxos_ballot 
 
 /* ---- commit ---- */
 
-static void config_apply(struct paxos *core, const struct pvalue *value);
+static bool config_apply(struct paxos *core, const struct pvalue *value);
 
 static void step_down(struct paxos *core, uint32_t leader_hint);
 
 /* Moves the commit index over every chosen slot that follows it. */
 static void commit_advance(struct paxos *core)
 {
+	/* A new member does not know the configurations before it was added, so it cannot
+	 * tell which of them took effect: it starts from a snapshot. */
+	if (core->joining)
+		return;
 	for (;;) {
 		struct log_slot *e = log_at(core, core->commit_slot + 1);
 
 		if (!e || !e->chosen || !e->value)
 			break;
 		core->commit_slot++;
-		if (e->value->type == PAXOS_ENTRY_CONFIG)
-			config_apply(core, e->value);
+		if (e->value->type == PAXOS_ENTRY_CONFIG && !config_apply(core, e->value))
+			e->config_void = true;
+		/* The pending change is decided, in force or void: the next may come. */
+		if (core->config_pending_slot && core->config_pending_slot <= core->commit_slot)
+			core->config_pending_slot = 0;
 	}
 }
 
-static void config_apply(struct paxos *core, const struct pvalue *value)
+static bool config_change_ok(const struct paxos *core, const uint32_t *members, size_t count);
+
+/* Makes a committed configuration the one in force, if it is one change from it: a
+ * proposal is checked against the leader's configuration, but a later leader may recover
+ * and re-propose it after other changes were chosen, and two changes at once could leave
+ * an old and a new majority without a common member. Every node commits the same slots in
+ * the same order, so every node (and its state machine, which gets a void one as a no-op)
+ * decides alike. */
+static bool config_apply(struct paxos *core, const struct pvalue *value)
 {
 	uint32_t members[PAXOS_MEMBERS_MAX];
 	size_t count;
 
-	/* Validated when proposed or received; a bad one cannot be chosen by us. */
-	if (paxos_config_decode(value->data, value->size_bytes, members, &count) != 0) {
-		core->counters.msgs_malformed++;
-		return;
+	if (paxos_config_decode(value->data, value->size_bytes, members, &count) != 0 ||
+	    !config_change_ok(core, members, count)) {
+		core->counters.configs_void++;
+		return false;
 	}
 	members_set(core, members, count);
-	if (core->config_pending_slot && core->config_pending_slot <= core->commit_slot)
-		core->config_pending_slot = 0;
+	config_remember(core, core->commit_slot);
 	if (core->self_index < 0 && core->role != PAXOS_FOLLOWER)
 		step_down(core, 0);
+	return true;
 }
 
 /* Records that slot is chosen with value (learned from a peer or counted). */
@@ -608,6 +672,7 @@ static void leader_send_accepts(struct paxos *core, size_t i, uint64_t from)
 
 static void send_snapshot(struct paxos *core, size_t i)
 {
+	const struct config_record *config;
 	struct paxos_snapshot_ref ref;
 	struct out_msg *o;
 
@@ -619,6 +684,11 @@ static void send_snapshot(struct paxos *core, size_t i)
 	if (core->config.snapshot.get(core->config.snapshot.ctx, &ref) != 0)
 		return;
 	assert(ref.through_slot + 1 >= core->log_first);
+	/* The receiver applies what follows the snapshot's slot against the configuration
+	 * in force there, as everyone did. */
+	config = config_at(core, ref.through_slot);
+	if (!config)
+		return;
 	o = out_new(core, PAXOS_MSG_SNAPSHOT, core->members[i]);
 	if (!o)
 		return;
@@ -630,8 +700,8 @@ static void send_snapshot(struct paxos *core, size_t i)
 	}
 	o->msg.ballot = core->promised;
 	o->msg.slot = ref.through_slot;
-	memcpy(o->msg.members, core->members, sizeof(core->members));
-	o->msg.member_count = core->member_count;
+	memcpy(o->msg.members, config->members, sizeof(config->members));
+	o->msg.member_count = config->count;
 	core->peers[i].snapshot_tick = core->now_tick + 1;
 	core->counters.snapshots_sent++;
 }
@@ -640,12 +710,15 @@ static void send_snapshot(struct paxos *core, size_t i)
  * compacted away. Any role: knowledge of chosen values is true whoever holds it. */
 static void catch_up(struct paxos *core, size_t i)
 {
-	struct peer_state *p = &core->peers[i];
+	struct peer_state *p;
 	struct out_msg *o;
 
+	if (i == NO_PEER)
+		return;
+	p = &core->peers[i];
 	if ((int)i == core->self_index || p->commit_slot >= core->commit_slot)
 		return;
-	if (p->commit_slot + 1 < core->log_first) {
+	if (p->commit_slot + 1 < core->log_first || p->joining) {
 		send_snapshot(core, i);
 		return;
 	}
@@ -667,7 +740,8 @@ static void catch_up(struct paxos *core, size_t i)
 
 static void peer_note_commit(struct paxos *core, size_t i, uint64_t commit_slot)
 {
-	core->peers[i].commit_slot = commit_slot;
+	if (i != NO_PEER)
+		core->peers[i].commit_slot = commit_slot;
 }
 
 /* ---- roles ---- */
@@ -1149,7 +1223,7 @@ static void on_heartbeat_ack(struct paxos *core, size_t from, const struct paxos
 	catch_up(core, from);
 }
 
-static void on_prevote(struct paxos *core, const struct paxos_msg *m)
+static void on_prevote(struct paxos *core, size_t from, const struct paxos_msg *m)
 {
 	struct out_msg *o = out_new(core, PAXOS_MSG_PREVOTE_ACK, m->from);
 	bool hear_leader = core->role == PAXOS_LEADER ||
@@ -1157,6 +1231,11 @@ static void on_prevote(struct paxos *core, const struct paxos_msg *m)
 
 	if (o && !hear_leader)
 		o->msg.flags = PAXOS_FLAG_GRANTED;
+	/* A replica that campaigns may be one that lags behind configurations it has not
+	 * committed: it drops the messages of a leader it does not know yet, so only the
+	 * members it knows can bring it up to date. */
+	peer_note_commit(core, from, m->commit_slot);
+	catch_up(core, from);
 }
 
 static void on_prevote_ack(struct paxos *core, size_t from, const struct paxos_msg *m)
@@ -1171,7 +1250,8 @@ static void on_prevote_ack(struct paxos *core, size_t from, const struct paxos_m
 static void on_timeout_now(struct paxos *core, const struct paxos_msg *m)
 {
 	if (core->role != PAXOS_FOLLOWER || !ballot_equal(m->ballot, core->promised) ||
-	    !ballot_equal(m->ballot, core->leader_ballot) || core->self_index < 0) {
+	    !ballot_equal(m->ballot, core->leader_ballot) || core->self_index < 0 ||
+	    core->joining) {
 		core->counters.msgs_stale++;
 		return;
 	}
@@ -1239,7 +1319,9 @@ static void on_snapshot(struct paxos *core, size_t from, const struct paxos_msg 
 		if (core->log_last < m->slot)
 			core->log_last = m->slot;
 		core->commit_slot = m->slot;
+		core->joining = false;
 		members_set(core, members, m->member_count);
+		config_remember(core, m->slot);
 		commit_advance(core);
 		core->counters.snapshots_installed++;
 		if (core->role == PAXOS_CANDIDATE) {
@@ -1260,8 +1342,13 @@ static void on_snapshot(struct paxos *core, size_t from, const struct paxos_msg 
 /* Checks what a peer sent before anything of it is used. */
 static bool msg_valid(const struct paxos *core, const struct paxos_msg *m)
 {
-	if (!m || m->to != core->config.self_id || m->from == core->config.self_id ||
-	    member_index(core, m->from) < 0)
+	if (!m || m->to != core->config.self_id || m->from == core->config.self_id)
+		return false;
+	/* From a member only; but a new member's list may predate the configuration that
+	 * leads now: it hears a leader's heartbeat (whose answer tells the leader it wants a
+	 * snapshot) and a snapshot from anyone. */
+	if (member_index(core, m->from) < 0 &&
+	    !(core->joining && (m->type == PAXOS_MSG_HEARTBEAT || m->type == PAXOS_MSG_SNAPSHOT)))
 		return false;
 	if (m->type < PAXOS_MSG_PREPARE || m->type > PAXOS_MSG_SNAPSHOT)
 		return false;
@@ -1322,7 +1409,10 @@ int paxos_step(struct paxos *core, const struct paxos_msg *m)
 		return -EINVAL;
 	}
 	from = member_index(core, m->from);
-	assert(from >= 0);
+	if (from >= 0)
+		core->peers[from].joining = (m->flags & PAXOS_FLAG_JOINING) != 0;
+	else
+		from = (int)NO_PEER;	/* msg_valid let a joining node hear it */
 	if (m->ballot.round > core->round_seen_max && m->type != PAXOS_MSG_PREVOTE)
 		core->round_seen_max = m->ballot.round;
 	switch (m->type) {
@@ -1348,7 +1438,7 @@ int paxos_step(struct paxos *core, const struct paxos_msg *m)
 		on_heartbeat_ack(core, (size_t)from, m);
 		break;
 	case PAXOS_MSG_PREVOTE:
-		on_prevote(core, m);
+		on_prevote(core, (size_t)from, m);
 		break;
 	case PAXOS_MSG_PREVOTE_ACK:
 		on_prevote_ack(core, (size_t)from, m);
@@ -1400,8 +1490,8 @@ void paxos_tick(struct paxos *core)
 		leader_tick(core);
 		return;
 	}
-	if (core->self_index < 0)
-		return;		/* removed from the group: never campaigns */
+	if (core->self_index < 0 || core->joining)
+		return;		/* removed, or without state yet: never campaigns */
 	if (++core->election_elapsed_ticks < core->election_timeout_ticks)
 		return;
 	/* Also a hand-off or an election that did not finish: ask again (pre-vote first). */
@@ -1607,10 +1697,10 @@ void paxos_ready(struct paxos *core, struct paxos_ready *ready)
 		assert(e && e->chosen && e->value);
 		c->slot = s;
 		c->ballot = e->ballot;
-		c->type = e->value->type;
+		c->type = e->config_void ? PAXOS_ENTRY_NOOP : e->value->type;
 		c->chosen = 1;
-		c->value = e->value->data;
-		c->value_bytes = e->value->size_bytes;
+		c->value = e->config_void ? NULL : e->value->data;
+		c->value_bytes = e->config_void ? 0 : e->value->size_bytes;
 	}
 	ready->committed = core->ready_committed;
 	ready->committed_count = n;
@@ -1768,6 +1858,7 @@ int paxos_create(struct paxos **out, const struct paxos_config *config,
 	}
 	core->persist_next_id = 1;
 	core->log_first = 1;
+	core->joining = config->joining;
 	members_set(core, config->members, config->member_count);
 	if (restore) {
 		rc = restore_apply(core, restore);
@@ -1776,6 +1867,7 @@ int paxos_create(struct paxos **out, const struct paxos_config *config,
 			return rc;
 		}
 	}
+	config_remember(core, core->commit_slot);
 	/* A restarted node may have acknowledged a leader just before it died: it honours
 	 * that lease as if the contact were now. */
 	core->leader_contact_tick = 0;

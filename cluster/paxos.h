@@ -36,7 +36,10 @@
  *   paxos_config_encode); it takes effect on each node when that node commits it. A leader
  *   proposes a change only after its first own slot is committed, proposes nothing after an
  *   uncommitted configuration entry, and a change adds or removes one member at a time, so
- *   old and new majorities always intersect. A new member starts with the new list (and an
+ *   old and new majorities always intersect. A configuration entry that commits when it is
+ *   not one change from the configuration then in force (a stale proposal a later leader
+ *   recovered and re-proposed) is void: the core keeps its members and hands the entry to
+ *   the application as a NOOP. A new member starts with the new list (and an
  *   empty log) and catches up like a lagging follower; a removed member stops campaigning.
  *   The application passes the latest committed list in paxos_config.members at restart.
  *
@@ -114,6 +117,7 @@ enum paxos_msg_type {
 
 #define PAXOS_FLAG_TRANSFER 1u		/* PREPARE: asked for by the leader of transfer_ballot */
 #define PAXOS_FLAG_GRANTED 2u		/* PREVOTE_ACK: the sender no longer hears a leader */
+#define PAXOS_FLAG_JOINING 4u		/* any: a new member without state, send it a snapshot */
 
 /* A message in or out. On output, every pointer belongs to the core and lives until
  * paxos_advance; on input, the core copies what it keeps. */
@@ -164,6 +168,10 @@ struct paxos_config {
 	uint32_t outbox_msgs;		/* messages queued at most; more are dropped (counted) */
 	uint64_t seed;			/* the PRNG of election timeouts */
 	struct paxos_snapshot_source snapshot;	/* get may be NULL: never compact then */
+	/* A member being added, without state: members is the configuration that adds it.
+	 * It commits nothing and never campaigns until it installs a snapshot (it cannot
+	 * tell which earlier configurations took effect); its messages ask for one. */
+	bool joining;
 };
 
 /* What a restarting node read back from stable storage. */
@@ -214,6 +222,7 @@ struct paxos_counters {
 	uint64_t elections;		/* phase 1 started */
 	uint64_t snapshots_sent;
 	uint64_t snapshots_installed;
+	uint64_t configs_void;		/* committed configurations applied as no-ops */
 };
 
 struct paxos_status {

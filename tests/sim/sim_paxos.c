@@ -1,4 +1,5 @@
-/* sim_paxos.c: deterministic simulation of a 3-replica Multi-Paxos group (cluster/paxos.c).
+/* sim_paxos.c: deterministic simulation of a Multi-Paxos group (cluster/paxos.c) whose
+ * membership changes while it runs.
  *
  * Usage: sim_paxos [--seeds N] [--seed S] [--steps N] [-v]
  *   --seed S    first seed (default 1); --seeds N: how many seeds from S (default 1 with
@@ -8,13 +9,31 @@
  * One seed drives everything: a simulated network (loss, duplication, delay, reordering,
  * symmetric and one-way partitions), crashes and restarts (a node keeps only what it had
  * synced: a pending group commit is lost), leadership hand-offs, log compaction with
- * snapshots, and clients doing puts and lease reads on a few keys. Then the network heals,
- * every node comes back, and the run checks:
+ * snapshots, clients doing puts and lease reads on a few keys, and membership changes.
+ *
+ * Membership: the group starts with members 1..3 out of a pool of NODE_IDS ids; the others
+ * are not running. At random ticks whichever node leads proposes a CONFIG entry that adds a
+ * never-used id (while the group has fewer than PAXOS_MEMBERS_MAX members) or removes a
+ * member (never below 3; the leader itself included: the core steps it down when it commits
+ * its removal). An added node is started, when the change is proposed, with the new list and
+ * an empty log; it catches up by LEARN or SNAPSHOT. A node that applies a configuration
+ * without itself after it had joined is stopped a little later and its id is retired for the
+ * rest of the seed: an id is never re-added, since a fresh log under an old id could forget
+ * promises and accepts that stale messages still count on. Each node's store keeps the
+ * member list of the last configuration it applied, which is what it restarts with.
+ *
+ * Then the network heals, every member of the latest configuration comes back, and the run
+ * checks:
  *   - one value per slot (every apply of a slot, on any node, has the same digest) and a
  *     snapshot's state equals the replay of the chosen slots it covers;
- *   - at most one leader holds a valid lease at any tick;
+ *   - each chosen configuration adds or removes exactly one member of the one before it;
+ *     a node's member list (store and core) is the configuration as of its applied slot;
+ *     a node outside its own member list never campaigns;
+ *   - at most one leader holds a valid lease at any tick, and a node never leads the same
+ *     ballot twice (nor a ballot that is not its own);
  *   - progress: within a bound a leader exists and a new proposal commits; then every
- *     replica applies the same sequence to the same state;
+ *     member of the latest configuration applies the same sequence, through every slot any
+ *     node ever applied, to the same state;
  *   - nothing acknowledged to a client is lost; the client history is linearizable.
  * A failing seed prints "FAIL seed=S (replay: tests/sim/sim_paxos --seed S -v)"; exit 1.
  */
@@ -28,13 +47,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NODES 3
+#define NODE_IDS 7		/* the pool of ids; ids 1..INITIAL_MEMBERS start as members */
+#define INITIAL_MEMBERS 3
+#define MEMBERS_MIN 3
 #define KEYS 32			/* at most; a run uses 4 + steps / 1000 of them */
 #define CLIENTS 3
 #define PROBE_KEY 0xffffffffu
 #define VALUE_BYTES 16
 #define CLIENT_TIMEOUT_TICKS 80
 #define ELECTION_TICKS 20
+#define STEPS_DEFAULT 2000
 
 struct wal_rec {
 	uint64_t slot;
@@ -55,17 +77,28 @@ struct pending_write {
 struct node {
 	uint32_t id;
 	bool up;
+	bool provisioned;		/* started once: an initial member, or added */
+	bool retired;			/* removed and stopped for good */
 	uint32_t restarts;
 	uint64_t down_until_tick;
+	uint64_t retire_tick;		/* non-zero: applied its removal, stops at this tick */
 	struct paxos *core;
 	/* Durable: the synced WAL, the hard state, and the store (durable when applied,
-	 * with its applied index in the same write, as the real store does). */
+	 * with its applied index and member list in the same write, as the real store
+	 * does). */
 	struct paxos_ballot promised;
 	struct wal_rec *wal;
 	size_t wal_count;
 	size_t wal_cap;
 	uint64_t kv[KEYS];
 	uint64_t applied_slot;
+	uint32_t members[PAXOS_MEMBERS_MAX];
+	size_t member_count;
+	bool joined;			/* has applied a configuration that holds it */
+	bool added;			/* provisioned to be added, not an initial member */
+	/* The checker's, not the node's: the highest ballot it led, and whether it leads. */
+	struct paxos_ballot led_ballot;
+	bool leading;
 	/* Volatile. */
 	struct pending_write *pending;
 	size_t pending_count;
@@ -98,16 +131,31 @@ struct chosen_slot {
 	uint64_t put_value;
 };
 
+/* A chosen configuration, in slot order (slot 0: the initial one). */
+struct config_change {
+	uint64_t slot;
+	uint32_t members[PAXOS_MEMBERS_MAX];
+	size_t member_count;
+};
+
 /* What the seeds exercised, summed (a simulation that injects nothing proves nothing). */
 struct totals {
 	uint64_t crashes;
 	uint64_t elections;
 	uint64_t guarded;
 	uint64_t snapshots;
-	uint64_t malformed;
+	uint64_t malformed;		/* mostly messages from non-members */
+	uint64_t outbox_full;
 	uint64_t puts_acked;
 	uint64_t gets_acked;
 	uint64_t ops_abandoned;
+	uint64_t changes_proposed;
+	uint64_t changes_refused;	/* -EAGAIN: not now */
+	uint64_t adds_chosen;
+	uint64_t removes_chosen;
+	uint64_t leader_self_removals;
+	uint64_t retirements;
+	uint64_t max_members;
 };
 
 struct sim {
@@ -123,7 +171,12 @@ struct sim {
 	uint32_t sync_ticks_max;	/* group commit latency */
 	uint32_t crash_per_mille;	/* per node per tick */
 	uint32_t key_count;		/* keys in use: the checker's work per key stays small */
-	struct node nodes[NODES];
+	uint32_t change_per_mille;	/* per tick: the leader proposes a membership change */
+	struct node nodes[NODE_IDS];
+	bool ever_member[NODE_IDS + 1];	/* in some chosen configuration */
+	struct config_change *changes;
+	size_t change_count;
+	size_t change_cap;
 	struct client clients[CLIENTS];
 	bool clients_stopped;
 	struct lin_op *history;
@@ -136,6 +189,7 @@ struct sim {
 	char reason[512];
 	uint64_t leader_changes;
 	uint32_t last_leader;
+	uint64_t applied_max;		/* the highest slot any node applied */
 };
 
 static void sim_log(struct sim *sim, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -251,6 +305,125 @@ static struct chosen_slot *chosen_at(struct sim *sim, uint64_t slot)
 		sim->chosen_cap = cap;
 	}
 	return &sim->chosen[slot];
+}
+
+/* ---- configurations ---- */
+
+static bool members_has(const uint32_t *members, size_t count, uint32_t id)
+{
+	for (size_t i = 0; i < count; i++)
+		if (members[i] == id)
+			return true;
+	return false;
+}
+
+/* Same set of ids (order may differ). */
+static bool members_equal(const uint32_t *a, size_t a_count, const uint32_t *b, size_t b_count)
+{
+	if (a_count != b_count)
+		return false;
+	for (size_t i = 0; i < a_count; i++)
+		if (!members_has(b, b_count, a[i]))
+			return false;
+	return true;
+}
+
+static void members_format(const uint32_t *members, size_t count, char *out, size_t size)
+{
+	size_t used = 0;
+
+	out[0] = 0;
+	for (size_t i = 0; i < count && used < size; i++) {
+		int w = snprintf(out + used, size - used, "%s%u", i ? "," : "", members[i]);
+
+		if (w < 0)
+			break;
+		used += (size_t)w;
+	}
+}
+
+/* The configuration in force once slot is applied. */
+static const struct config_change *config_as_of(const struct sim *sim, uint64_t slot)
+{
+	size_t i = sim->change_count;
+
+	while (i > 1 && sim->changes[i - 1].slot > slot)
+		i--;
+	return &sim->changes[i - 1];
+}
+
+/* Records the configuration chosen in slot (slots are first applied in increasing order,
+ * so the list stays sorted) and checks it is a single-member change. */
+static void config_record(struct sim *sim, uint64_t slot, const uint32_t *members, size_t count)
+{
+	const struct config_change *prev = &sim->changes[sim->change_count - 1];
+	struct config_change *c;
+	size_t common = 0;
+	char was[64], now[64];
+
+	for (size_t i = 0; i < count; i++)
+		if (members_has(prev->members, prev->member_count, members[i]))
+			common++;
+	members_format(prev->members, prev->member_count, was, sizeof(was));
+	members_format(members, count, now, sizeof(now));
+	if (slot <= prev->slot) {
+		sim_fail(sim, "configuration of slot %llu chosen after that of slot %llu",
+			 (unsigned long long)slot, (unsigned long long)prev->slot);
+		return;
+	}
+	if (!((count == prev->member_count + 1 && common == prev->member_count) ||
+	      (count + 1 == prev->member_count && common == count))) {
+		sim_fail(sim, "slot %llu: configuration {%s} chosen after {%s} (slot %llu) is not "
+			 "a single-member change", (unsigned long long)slot, now, was,
+			 (unsigned long long)prev->slot);
+		return;
+	}
+	if (sim->change_count == sim->change_cap) {
+		size_t cap = sim->change_cap ? 2 * sim->change_cap : 16;
+		struct config_change *p = realloc(sim->changes, cap * sizeof(*p));
+
+		if (!p) {
+			fprintf(stderr, "sim_paxos: out of memory\n");
+			exit(2);
+		}
+		sim->changes = p;
+		sim->change_cap = cap;
+	}
+	c = &sim->changes[sim->change_count++];
+	memset(c, 0, sizeof(*c));
+	c->slot = slot;
+	memcpy(c->members, members, count * sizeof(members[0]));
+	c->member_count = count;
+	for (size_t i = 0; i < count; i++)
+		if (members[i] >= 1 && members[i] <= NODE_IDS)
+			sim->ever_member[members[i]] = true;
+	if (count > prev->member_count)
+		sim->totals->adds_chosen++;
+	else
+		sim->totals->removes_chosen++;
+	if (count > sim->totals->max_members)
+		sim->totals->max_members = count;
+	sim_log(sim, "slot %llu: configuration {%s} chosen (was {%s})", (unsigned long long)slot,
+		now, was);
+}
+
+/* The node's store takes a member list (applied with slot, or with a snapshot). A node that
+ * had joined and is no longer listed was removed: it stops a little later, for good. */
+static void node_set_members(struct sim *sim, struct node *n, const uint32_t *members,
+			     size_t count)
+{
+	memcpy(n->members, members, count * sizeof(members[0]));
+	n->member_count = count;
+	if (members_has(members, count, n->id)) {
+		n->joined = true;
+		return;
+	}
+	/* A new member replaying older configurations is not yet in them: not a removal. */
+	if (n->joined && !n->retire_tick) {
+		n->retire_tick = sim->now_tick + 1 + sim_rng_below(&sim->rng, 2 * ELECTION_TICKS);
+		sim_log(sim, "node %u applied its removal; stops at tick %llu", n->id,
+			(unsigned long long)n->retire_tick);
+	}
 }
 
 /* ---- nodes ---- */
@@ -383,6 +556,8 @@ static void apply_entry(struct sim *sim, struct node *n, const struct paxos_entr
 {
 	struct chosen_slot *c = chosen_at(sim, e->slot);
 	uint64_t d = digest(e->type, e->value, e->value_bytes);
+	uint32_t members[PAXOS_MEMBERS_MAX];
+	size_t member_count = 0;
 	uint32_t key = 0;
 	uint64_t value = 0;
 
@@ -401,14 +576,25 @@ static void apply_entry(struct sim *sim, struct node *n, const struct paxos_entr
 		sim_fail(sim, "node %u applies a malformed value", n->id);
 		return;
 	}
+	if (e->type == PAXOS_ENTRY_CONFIG && paxos_config_decode(e->value, e->value_bytes,
+								  members, &member_count) != 0) {
+		sim_fail(sim, "node %u applies a malformed configuration", n->id);
+		return;
+	}
 	if (!c->set) {
 		c->set = true;
 		c->digest = d;
 		c->type = e->type;
 		c->key = key;
 		c->put_value = value;
+		if (e->type == PAXOS_ENTRY_CONFIG)
+			config_record(sim, e->slot, members, member_count);
 	}
 	n->applied_slot = e->slot;
+	if (e->slot > sim->applied_max)
+		sim->applied_max = e->slot;
+	if (e->type == PAXOS_ENTRY_CONFIG)
+		node_set_members(sim, n, members, member_count);
 	if (e->type != PAXOS_ENTRY_NORMAL)
 		return;
 	if (key < KEYS)
@@ -423,6 +609,24 @@ static void apply_entry(struct sim *sim, struct node *n, const struct paxos_entr
 			cl->busy = false;
 		}
 	}
+}
+
+/* The members sent with a snapshot through slot are the sender's committed configuration,
+ * which may be ahead of the snapshot's state: any configuration in force at or after slot. */
+static bool snapshot_members_valid(const struct sim *sim, uint64_t through,
+				   const uint32_t *members, size_t count)
+{
+	if (count == 0 || count > PAXOS_MEMBERS_MAX || !members)
+		return false;
+	for (size_t i = 0; i < sim->change_count; i++) {
+		const struct config_change *c = &sim->changes[i];
+
+		if (c != config_as_of(sim, through) && c->slot <= through)
+			continue;
+		if (members_equal(c->members, c->member_count, members, count))
+			return true;
+	}
+	return false;
 }
 
 /* The state a snapshot through slot must hold: the replay of the chosen slots. */
@@ -459,10 +663,20 @@ static void install_snapshot(struct sim *sim, struct node *n, const struct paxos
 			 (unsigned long long)through);
 		return;
 	}
+	if (!snapshot_members_valid(sim, through, rd->snapshot_members,
+				    rd->snapshot_member_count)) {
+		char got[64];
+
+		members_format(rd->snapshot_members, rd->snapshot_member_count, got, sizeof(got));
+		sim_fail(sim, "node %u: snapshot through %llu comes with members {%s}, no "
+			 "configuration chosen since", n->id, (unsigned long long)through, got);
+		return;
+	}
 	sim_log(sim, "node %u installs snapshot through %llu (applied %llu)", n->id,
 		(unsigned long long)through, (unsigned long long)n->applied_slot);
 	memcpy(n->kv, kv, sizeof(kv));
 	n->applied_slot = through;
+	node_set_members(sim, n, rd->snapshot_members, rd->snapshot_member_count);
 }
 
 static void node_process(struct sim *sim, struct node *n)
@@ -504,6 +718,19 @@ static void node_process(struct sim *sim, struct node *n)
 			sim_fail(sim, "node %u: core applied %llu, store %llu", n->id,
 				 (unsigned long long)st.applied_slot,
 				 (unsigned long long)n->applied_slot);
+		if (!members_equal(st.members, st.member_count, n->members, n->member_count)) {
+			char core_list[64], store_list[64];
+
+			members_format(st.members, st.member_count, core_list, sizeof(core_list));
+			members_format(n->members, n->member_count, store_list,
+				       sizeof(store_list));
+			sim_fail(sim, "node %u at slot %llu: core members {%s}, store {%s}", n->id,
+				 (unsigned long long)n->applied_slot, core_list, store_list);
+		}
+		if (st.role != PAXOS_FOLLOWER &&
+		    !members_has(st.members, st.member_count, n->id))
+			sim_fail(sim, "node %u campaigns or leads (role %d) outside its members",
+				 n->id, (int)st.role);
 		if (n->applied_slot >= st.log_first_slot + sim->config.log_slots / 2) {
 			uint64_t through = n->applied_slot > sim->compact_keep_slots ?
 					   n->applied_slot - sim->compact_keep_slots : 0;
@@ -559,6 +786,11 @@ static int node_start(struct sim *sim, struct node *n)
 	restore.entries = entries;
 	restore.entry_count = n->wal_count;
 	cfg.self_id = n->id;
+	/* The application's job: the member list of the last configuration it applied. */
+	memcpy(cfg.members, n->members, sizeof(cfg.members));
+	cfg.member_count = n->member_count;
+	/* An added node without state waits for a snapshot (paxos.h). */
+	cfg.joining = n->added && n->applied_slot == 0;
 	cfg.seed = sim->seed * 1000003 + n->restarts;
 	cfg.snapshot.get = snapshot_get;
 	cfg.snapshot.ctx = n;
@@ -569,6 +801,8 @@ static int node_start(struct sim *sim, struct node *n)
 		return rc;
 	}
 	n->up = true;
+	n->provisioned = true;
+	n->leading = false;
 	return 0;
 }
 
@@ -583,20 +817,63 @@ static void totals_add_core(struct sim *sim, struct node *n)
 	sim->totals->guarded += st.counters.msgs_guarded;
 	sim->totals->snapshots += st.counters.snapshots_installed;
 	sim->totals->malformed += st.counters.msgs_malformed;
+	sim->totals->outbox_full += st.counters.outbox_full;
+}
+
+static void node_stop(struct sim *sim, struct node *n)
+{
+	totals_add_core(sim, n);
+	paxos_destroy(n->core);
+	n->core = NULL;
+	n->up = false;
+	n->leading = false;
+	pending_clear(n);
+	sim_net_drop_to(sim->net, n->id);
+	client_abandon_at(sim, n->id);
 }
 
 static void node_crash(struct sim *sim, struct node *n)
 {
 	sim->totals->crashes++;
-	totals_add_core(sim, n);
 	sim_log(sim, "node %u crashes (%zu unsynced writes lost)", n->id, n->pending_count);
-	paxos_destroy(n->core);
-	n->core = NULL;
-	n->up = false;
-	pending_clear(n);
-	sim_net_drop_to(sim->net, n->id);
-	client_abandon_at(sim, n->id);
+	node_stop(sim, n);
 	n->down_until_tick = sim->now_tick + 1 + sim_rng_below(&sim->rng, 150);
+	if (n->retire_tick) {
+		/* It had applied its removal: it is not brought back. */
+		n->retired = true;
+		sim->totals->retirements++;
+	}
+}
+
+/* A removed node that applied its removal is decommissioned. */
+static void node_retire(struct sim *sim, struct node *n)
+{
+	sim_log(sim, "node %u is retired", n->id);
+	node_stop(sim, n);
+	n->retired = true;
+	sim->totals->retirements++;
+}
+
+/* Brings up a node that is about to be added: an empty log and the new member list. It was
+ * never in a chosen configuration, so no member ever sent it anything to remember; a node
+ * left running by an addition that was never chosen is started again with this list. */
+static int node_provision(struct sim *sim, struct node *n, const uint32_t *members,
+			  size_t count)
+{
+	if (n->up)
+		node_stop(sim, n);
+	if (n->promised.round || n->wal_count || n->applied_slot) {
+		sim_fail(sim, "node %u holds state but was never a member", n->id);
+		return -EINVAL;
+	}
+	memcpy(n->members, members, count * sizeof(members[0]));
+	n->member_count = count;
+	n->joined = false;
+	n->added = true;
+	memset(n->kv, 0, sizeof(n->kv));
+	n->restarts++;
+	sim_log(sim, "node %u starts empty to be added", n->id);
+	return node_start(sim, n);
 }
 
 static void node_restart(struct sim *sim, struct node *n)
@@ -612,15 +889,15 @@ static void node_restart(struct sim *sim, struct node *n)
 
 static struct node *node_by_id(struct sim *sim, uint32_t id)
 {
-	return id >= 1 && id <= NODES ? &sim->nodes[id - 1] : NULL;
+	return id >= 1 && id <= NODE_IDS ? &sim->nodes[id - 1] : NULL;
 }
 
 static uint32_t random_up_node(struct sim *sim)
 {
-	uint32_t start = (uint32_t)sim_rng_below(&sim->rng, NODES);
+	uint32_t start = (uint32_t)sim_rng_below(&sim->rng, NODE_IDS);
 
-	for (uint32_t i = 0; i < NODES; i++) {
-		struct node *n = &sim->nodes[(start + i) % NODES];
+	for (uint32_t i = 0; i < NODE_IDS; i++) {
+		struct node *n = &sim->nodes[(start + i) % NODE_IDS];
 
 		if (n->up)
 			return n->id;
@@ -685,27 +962,43 @@ static void client_step(struct sim *sim, struct client *c)
 
 /* ---- faults ---- */
 
+/* A random id among the nodes that exist (started once, not retired); 0 if none. */
+static uint32_t random_live_id(struct sim *sim)
+{
+	uint32_t ids[NODE_IDS];
+	size_t count = 0;
+
+	for (size_t i = 0; i < NODE_IDS; i++)
+		if (sim->nodes[i].provisioned && !sim->nodes[i].retired)
+			ids[count++] = sim->nodes[i].id;
+	return count ? ids[sim_rng_below(&sim->rng, count)] : 0;
+}
+
 static void faults_step(struct sim *sim)
 {
 	struct sim_rng *r = &sim->rng;
 
-	for (size_t i = 0; i < NODES; i++) {
+	for (size_t i = 0; i < NODE_IDS; i++) {
 		struct node *n = &sim->nodes[i];
 
-		if (n->up && sim_rng_chance(r, sim->crash_per_mille))
+		if (n->up && n->retire_tick && sim->now_tick >= n->retire_tick)
+			node_retire(sim, n);
+		else if (n->up && sim_rng_chance(r, sim->crash_per_mille))
 			node_crash(sim, n);
-		else if (!n->up && sim->now_tick >= n->down_until_tick)
+		else if (!n->up && n->provisioned && !n->retired &&
+			 sim->now_tick >= n->down_until_tick)
 			node_restart(sim, n);
 	}
 	if (sim_rng_chance(r, 3)) {
-		uint32_t side = 1u << sim_rng_below(r, NODES);
+		uint32_t id = random_live_id(sim);
 
-		sim_log(sim, "partition: node %u isolated", __builtin_ctz(side) + 1);
-		sim_net_partition(sim->net, side);
+		sim_log(sim, "partition: node %u isolated", id);
+		if (id)
+			sim_net_partition(sim->net, 1u << (id - 1));
 	}
 	if (sim_rng_chance(r, 3)) {
-		uint32_t from = 1 + (uint32_t)sim_rng_below(r, NODES);
-		uint32_t to = 1 + (uint32_t)sim_rng_below(r, NODES);
+		uint32_t from = random_live_id(sim);
+		uint32_t to = random_live_id(sim);
 
 		if (from != to) {
 			sim_log(sim, "one-way cut %u -> %u", from, to);
@@ -713,13 +1006,13 @@ static void faults_step(struct sim *sim)
 		}
 	}
 	if (sim_rng_chance(r, 8)) {
-		for (uint32_t a = 1; a <= NODES; a++)
-			for (uint32_t b = 1; b <= NODES; b++)
+		for (uint32_t a = 1; a <= NODE_IDS; a++)
+			for (uint32_t b = 1; b <= NODE_IDS; b++)
 				sim_net_block(sim->net, a, b, false);
 		sim_log(sim, "links restored");
 	}
 	if (sim_rng_chance(r, 2)) {
-		for (size_t i = 0; i < NODES; i++) {
+		for (size_t i = 0; i < NODE_IDS; i++) {
 			struct node *n = &sim->nodes[i];
 			struct paxos_status st;
 			uint32_t to;
@@ -729,7 +1022,7 @@ static void faults_step(struct sim *sim)
 			paxos_status(n->core, &st);
 			if (st.role != PAXOS_LEADER)
 				continue;
-			to = 1 + (uint32_t)sim_rng_below(r, NODES);
+			to = random_live_id(sim);
 			if (to != n->id && paxos_transfer_leadership(n->core, to) == 0) {
 				sim_log(sim, "node %u hands leadership to %u", n->id, to);
 				node_process(sim, n);
@@ -738,22 +1031,120 @@ static void faults_step(struct sim *sim)
 	}
 }
 
-/* ---- the run ---- */
-
-static void check_leases(struct sim *sim)
+static struct node *find_leader(struct sim *sim)
 {
-	uint32_t holders = 0, leader = 0;
-
-	for (size_t i = 0; i < NODES; i++) {
+	for (size_t i = 0; i < NODE_IDS; i++) {
 		struct paxos_status st;
 
 		if (!sim->nodes[i].up)
 			continue;
 		paxos_status(sim->nodes[i].core, &st);
+		if (st.role == PAXOS_LEADER)
+			return &sim->nodes[i];
+	}
+	return NULL;
+}
+
+/* Whichever node leads proposes to add a never-used id or to remove a member (itself
+ * included). The added node starts now, with the new list and an empty log. */
+static void membership_step(struct sim *sim)
+{
+	struct sim_rng *r = &sim->rng;
+	uint32_t members[PAXOS_MEMBERS_MAX], addable[NODE_IDS];
+	uint8_t buf[4 + 4 * PAXOS_MEMBERS_MAX];
+	size_t count = 0, addable_count = 0, size_bytes;
+	struct paxos_status st;
+	struct node *l, *added = NULL;
+	char list[64];
+	uint64_t slot;
+	bool add;
+	int rc;
+
+	if (!sim_rng_chance(r, sim->change_per_mille))
+		return;
+	l = find_leader(sim);
+	if (!l)
+		return;
+	paxos_status(l->core, &st);
+	for (size_t i = 0; i < NODE_IDS; i++) {
+		struct node *n = &sim->nodes[i];
+
+		if (!sim->ever_member[n->id] && !members_has(st.members, st.member_count, n->id))
+			addable[addable_count++] = n->id;
+	}
+	add = st.member_count < PAXOS_MEMBERS_MAX && addable_count;
+	if (add && st.member_count > MEMBERS_MIN)
+		add = sim_rng_chance(r, 500);
+	if (!add && st.member_count <= MEMBERS_MIN)
+		return;
+	if (add) {
+		memcpy(members, st.members, st.member_count * sizeof(members[0]));
+		count = st.member_count;
+		members[count++] = addable[sim_rng_below(r, addable_count)];
+		added = node_by_id(sim, members[count - 1]);
+	} else {
+		size_t gone = (size_t)sim_rng_below(r, st.member_count);
+
+		for (size_t i = 0; i < st.member_count; i++)
+			if (i != gone)
+				members[count++] = st.members[i];
+	}
+	size_bytes = paxos_config_encode(members, count, buf);
+	rc = paxos_propose(l->core, PAXOS_ENTRY_CONFIG, buf, size_bytes, &slot, NULL);
+	if (rc == -EAGAIN) {
+		sim->totals->changes_refused++;
+		return;
+	}
+	if (rc != 0) {
+		sim_fail(sim, "leader %u refuses a single-member change: %d", l->id, rc);
+		return;
+	}
+	sim->totals->changes_proposed++;
+	if (!add && !members_has(members, count, l->id))
+		sim->totals->leader_self_removals++;
+	members_format(members, count, list, sizeof(list));
+	sim_log(sim, "node %u proposes configuration {%s} in slot %llu", l->id, list,
+		(unsigned long long)slot);
+	node_process(sim, l);
+	if (added && !sim->failed && node_provision(sim, added, members, count) == 0)
+		node_process(sim, added);
+}
+
+/* ---- the run ---- */
+
+/* At most one lease holder; and a node leads a ballot of its own, higher than any it led
+ * before (a ballot led twice, e.g. after a restart forgot a promise, could choose two
+ * values in a slot). */
+static void check_leaders(struct sim *sim)
+{
+	uint32_t holders = 0, leader = 0;
+
+	for (size_t i = 0; i < NODE_IDS; i++) {
+		struct node *n = &sim->nodes[i];
+		struct paxos_status st;
+
+		if (!n->up)
+			continue;
+		paxos_status(n->core, &st);
 		if (st.lease_valid) {
 			holders++;
 			leader = st.self_id;
 		}
+		if (st.role != PAXOS_LEADER) {
+			n->leading = false;
+			continue;
+		}
+		if (n->leading && paxos_ballot_compare(st.ballot, n->led_ballot) == 0)
+			continue;
+		if (st.ballot.node_id != n->id ||
+		    paxos_ballot_compare(st.ballot, n->led_ballot) <= 0) {
+			sim_fail(sim, "node %u leads ballot (%llu,%u) after leading (%llu,%u)",
+				 n->id, (unsigned long long)st.ballot.round, st.ballot.node_id,
+				 (unsigned long long)n->led_ballot.round, n->led_ballot.node_id);
+			return;
+		}
+		n->led_ballot = st.ballot;
+		n->leading = true;
 	}
 	if (holders > 1)
 		sim_fail(sim, "%u leaders hold a lease at once", holders);
@@ -769,8 +1160,10 @@ static void tick_once(struct sim *sim, bool chaos)
 	struct paxos_msg *m;
 
 	sim->now_tick++;
-	if (chaos)
+	if (chaos) {
 		faults_step(sim);
+		membership_step(sim);
+	}
 	while (!sim->failed && sim_net_deliver(sim->net, sim->now_tick, &m)) {
 		struct node *n = node_by_id(sim, m->to);
 
@@ -780,7 +1173,7 @@ static void tick_once(struct sim *sim, bool chaos)
 		}
 		sim_net_msg_free(m);
 	}
-	for (size_t i = 0; i < NODES && !sim->failed; i++) {
+	for (size_t i = 0; i < NODE_IDS && !sim->failed; i++) {
 		struct node *n = &sim->nodes[i];
 
 		if (!n->up)
@@ -791,34 +1184,68 @@ static void tick_once(struct sim *sim, bool chaos)
 	}
 	for (size_t i = 0; i < CLIENTS && !sim->failed; i++)
 		client_step(sim, &sim->clients[i]);
-	check_leases(sim);
+	check_leaders(sim);
 }
 
-static struct node *find_leader(struct sim *sim)
+/* The latest chosen configuration (what an operator would bring back after an outage). */
+static const struct config_change *config_latest(const struct sim *sim)
 {
-	for (size_t i = 0; i < NODES; i++) {
-		struct paxos_status st;
-
-		if (!sim->nodes[i].up)
-			continue;
-		paxos_status(sim->nodes[i].core, &st);
-		if (st.role == PAXOS_LEADER)
-			return &sim->nodes[i];
-	}
-	return NULL;
+	return &sim->changes[sim->change_count - 1];
 }
 
-/* After healing: a leader, a new value committed, every replica caught up. */
+/* Restarts every member of the latest configuration that is down. */
+static void restart_members(struct sim *sim)
+{
+	const struct config_change *c = config_latest(sim);
+
+	for (size_t i = 0; i < c->member_count && !sim->failed; i++) {
+		struct node *n = node_by_id(sim, c->members[i]);
+
+		if (!n) {
+			sim_fail(sim, "member %u is not in the pool", c->members[i]);
+			return;
+		}
+		if (n->retired) {
+			sim_fail(sim, "node %u was retired but is a member again", n->id);
+			return;
+		}
+		if (!n->up)
+			node_restart(sim, n);
+	}
+}
+
+/* Have the members of the latest configuration applied the same slots, through probe_slot
+ * and every slot any node applied? */
+static bool members_converged(struct sim *sim, uint64_t probe_slot)
+{
+	const struct config_change *c = config_latest(sim);
+	uint64_t first = node_by_id(sim, c->members[0])->applied_slot;
+
+	if (first < probe_slot || first < sim->applied_max)
+		return false;
+	for (size_t i = 1; i < c->member_count; i++)
+		if (node_by_id(sim, c->members[i])->applied_slot != first)
+			return false;
+	return true;
+}
+
+/* After healing: a leader, a new value committed, every member of the latest configuration
+ * caught up. */
 static void check_progress(struct sim *sim)
 {
 	uint64_t bound = 40 * ELECTION_TICKS, start = sim->now_tick;
 	uint64_t probe_slot = 0;
 	struct node *owner = NULL;
+	const struct config_change *c;
 	uint8_t buf[VALUE_BYTES];
+	char list[64], applied[256];
+	size_t used = 0;
 
 	value_encode(buf, PROBE_KEY, 0x9999);
 	while (!sim->failed && sim->now_tick - start < bound) {
 		tick_once(sim, false);
+		/* A pending change may be chosen meanwhile: bring its members up too. */
+		restart_members(sim);
 		if (!probe_slot) {
 			struct node *l = find_leader(sim);
 
@@ -845,27 +1272,60 @@ static void check_progress(struct sim *sim)
 	sim_log(sim, "progress: probe committed in slot %llu by node %u",
 		(unsigned long long)probe_slot, owner->id);
 	start = sim->now_tick;
-	for (;;) {
-		bool same = true;
-
-		for (size_t i = 1; i < NODES; i++)
-			same = same && sim->nodes[i].applied_slot == sim->nodes[0].applied_slot &&
-			       sim->nodes[0].applied_slot >= probe_slot;
-		if (same)
-			break;
-		if (sim->failed || sim->now_tick - start >= bound) {
-			sim_fail(sim, "replicas did not converge within %llu ticks (%llu %llu %llu)",
-				 (unsigned long long)bound,
-				 (unsigned long long)sim->nodes[0].applied_slot,
-				 (unsigned long long)sim->nodes[1].applied_slot,
-				 (unsigned long long)sim->nodes[2].applied_slot);
-			return;
+	while (!sim->failed && !members_converged(sim, probe_slot)) {
+		if (sim->now_tick - start < bound) {
+			tick_once(sim, false);
+			restart_members(sim);
+			continue;
 		}
-		tick_once(sim, false);
+		/* Each member: its applied slot, and the members it knows (a member that
+		 * does not know the leader drops all it sends). */
+		c = config_latest(sim);
+		for (size_t i = 0; i < c->member_count; i++) {
+			const struct node *n = node_by_id(sim, c->members[i]);
+			struct paxos_status st;
+
+			if (!n->up)
+				continue;
+			paxos_status(n->core, &st);
+			sim_log(sim, "member %u: role %d, leader %u, commit %llu, %llu malformed "
+				"messages dropped", n->id, (int)st.role, st.leader_id,
+				(unsigned long long)st.commit_slot,
+				(unsigned long long)st.counters.msgs_malformed);
+		}
+		members_format(c->members, c->member_count, list, sizeof(list));
+		applied[0] = 0;
+		for (size_t i = 0; i < c->member_count && used < sizeof(applied); i++) {
+			const struct node *n = node_by_id(sim, c->members[i]);
+			char known[64];
+			int w;
+
+			members_format(n->members, n->member_count, known, sizeof(known));
+			w = snprintf(applied + used, sizeof(applied) - used, " %u@%llu{%s}", n->id,
+				     (unsigned long long)n->applied_slot, known);
+			if (w < 0)
+				break;
+			used += (size_t)w;
+		}
+		sim_fail(sim, "members {%s} did not converge within %llu ticks (applied:%s; "
+			 "probe %llu, max %llu)", list, (unsigned long long)bound, applied,
+			 (unsigned long long)probe_slot, (unsigned long long)sim->applied_max);
+		return;
 	}
-	for (size_t i = 1; i < NODES; i++)
-		if (memcmp(sim->nodes[i].kv, sim->nodes[0].kv, sizeof(sim->nodes[0].kv)) != 0)
-			sim_fail(sim, "replicas 1 and %zu hold different states", i + 1);
+	if (sim->failed)
+		return;
+	c = config_latest(sim);
+	for (size_t i = 1; i < c->member_count; i++) {
+		const struct node *a = node_by_id(sim, c->members[0]);
+		const struct node *b = node_by_id(sim, c->members[i]);
+
+		if (memcmp(a->kv, b->kv, sizeof(a->kv)) != 0)
+			sim_fail(sim, "members %u and %u hold different states", a->id, b->id);
+		if (!members_equal(a->members, a->member_count, c->members, c->member_count) ||
+		    !members_equal(b->members, b->member_count, c->members, c->member_count))
+			sim_fail(sim, "members %u and %u disagree on the configuration", a->id,
+				 b->id);
+	}
 }
 
 static int u64_compare(const void *a, const void *b)
@@ -877,7 +1337,7 @@ static int u64_compare(const void *a, const void *b)
 
 static void check_history(struct sim *sim)
 {
-	uint64_t applied = sim->nodes[0].applied_slot;
+	uint64_t applied = sim->applied_max;	/* every member applied this far */
 	uint64_t *values = xcalloc(applied + 1, sizeof(uint64_t));
 	size_t count = 0, puts = 0, gets = 0;
 	uint32_t bad_key = 0;
@@ -930,7 +1390,7 @@ static void check_history(struct sim *sim)
 
 static void sim_free(struct sim *sim)
 {
-	for (size_t i = 0; i < NODES; i++) {
+	for (size_t i = 0; i < NODE_IDS; i++) {
 		struct node *n = &sim->nodes[i];
 
 		totals_add_core(sim, n);
@@ -944,6 +1404,7 @@ static void sim_free(struct sim *sim)
 	sim_net_destroy(sim->net);
 	free(sim->history);
 	free(sim->chosen);
+	free(sim->changes);
 }
 
 /* Runs one seed; returns 0 if every check passed. */
@@ -958,7 +1419,7 @@ static int run_seed(uint64_t seed, uint64_t steps, bool verbose, struct totals *
 	sim.seed = seed;
 	sim.verbose = verbose;
 	sim.rng.state = seed * 0x2545f4914f6cdd1dULL + 1;
-	if (sim_net_create(&sim.net, sim_rng_next(&sim.rng), NODES) != 0) {
+	if (sim_net_create(&sim.net, sim_rng_next(&sim.rng), NODE_IDS) != 0) {
 		fprintf(stderr, "sim_paxos: out of memory\n");
 		exit(2);
 	}
@@ -970,33 +1431,52 @@ static int run_seed(uint64_t seed, uint64_t steps, bool verbose, struct totals *
 	sim.sync_ticks_max = (uint32_t)sim_rng_below(&sim.rng, 8);
 	sim.crash_per_mille = 1 + (uint32_t)sim_rng_below(&sim.rng, 5);
 	sim_net_set_faults(sim.net, &faults);
-	sim.config.member_count = NODES;
-	for (size_t i = 0; i < NODES; i++)
+	sim.config.member_count = INITIAL_MEMBERS;
+	for (size_t i = 0; i < INITIAL_MEMBERS; i++)
 		sim.config.members[i] = (uint32_t)i + 1;
 	sim.config.election_ticks = ELECTION_TICKS;
 	sim.config.heartbeat_ticks = 3;
 	sim.config.lease_ticks = 14;
 	sim.config.window_slots = 8 + (uint32_t)sim_rng_below(&sim.rng, 16);
 	sim.config.log_slots = 64 + 64 * (uint32_t)sim_rng_below(&sim.rng, 2);
-	sim.config.outbox_msgs = 1024;
+	/* A node drains its outbox after every step: a few dozen messages at most (overflows
+	 * are counted and reported). A small outbox also keeps restarts cheap. */
+	sim.config.outbox_msgs = 128;
 	sim.compact_keep_slots = sim_rng_chance(&sim.rng, 500) ? 0 : 8;
 	sim.key_count = 4 + (uint32_t)(steps / 1000);
 	if (sim.key_count > KEYS)
 		sim.key_count = KEYS;
+	/* One seed in eight keeps its membership; the others change it every few hundred
+	 * ticks (most attempts find a change pending or the leader too young). */
+	sim.change_per_mille = (uint32_t)sim_rng_below(&sim.rng, 8);
 	sim_log(&sim, "seed %llu: loss %u/1000 dup %u/1000 delay<=%u slow %u/1000 sync<=%u "
-		"crash %u/1000 window %u log %u keep %u", (unsigned long long)seed,
+		"crash %u/1000 window %u log %u keep %u change %u/1000", (unsigned long long)seed,
 		faults.loss_per_mille, faults.duplicate_per_mille, faults.delay_ticks_max,
 		faults.slow_per_mille, sim.sync_ticks_max, sim.crash_per_mille,
-		sim.config.window_slots, sim.config.log_slots, sim.compact_keep_slots);
-	for (size_t i = 0; i < NODES; i++) {
+		sim.config.window_slots, sim.config.log_slots, sim.compact_keep_slots,
+		sim.change_per_mille);
+	sim.changes = xcalloc(16, sizeof(*sim.changes));
+	sim.change_cap = 16;
+	sim.change_count = 1;
+	memcpy(sim.changes[0].members, sim.config.members, sizeof(sim.config.members));
+	sim.changes[0].member_count = sim.config.member_count;
+	for (size_t i = 0; i < NODE_IDS; i++) {
 		sim.nodes[i].id = (uint32_t)i + 1;
 		sim.nodes[i].sim = &sim;
-		if (node_start(&sim, &sim.nodes[i]) != 0)
+	}
+	for (size_t i = 0; i < INITIAL_MEMBERS; i++) {
+		struct node *n = &sim.nodes[i];
+
+		sim.ever_member[n->id] = true;
+		memcpy(n->members, sim.config.members, sizeof(n->members));
+		n->member_count = sim.config.member_count;
+		n->joined = true;
+		if (node_start(&sim, n) != 0)
 			break;
 	}
 	for (size_t i = 0; i < CLIENTS; i++) {
 		sim.clients[i].id = (uint32_t)i + 1;
-		sim.clients[i].guess = 1 + (uint32_t)sim_rng_below(&sim.rng, NODES);
+		sim.clients[i].guess = 1 + (uint32_t)sim_rng_below(&sim.rng, INITIAL_MEMBERS);
 	}
 	for (uint64_t t = 0; t < steps && !sim.failed; t++)
 		tick_once(&sim, true);
@@ -1004,18 +1484,21 @@ static int run_seed(uint64_t seed, uint64_t steps, bool verbose, struct totals *
 		sim_log(&sim, "healing");
 		sim_net_heal(sim.net);
 		sim.clients_stopped = true;
-		for (size_t i = 0; i < NODES; i++)
-			if (!sim.nodes[i].up)
-				node_restart(&sim, &sim.nodes[i]);
+		restart_members(&sim);
 		check_progress(&sim);
 	}
 	if (!sim.failed)
 		check_history(&sim);
 	rc = sim.failed ? 1 : 0;
 	if (sim.failed) {
+		char steps_arg[40] = "";
+
+		if (steps != STEPS_DEFAULT)
+			snprintf(steps_arg, sizeof(steps_arg), " --steps %llu",
+				 (unsigned long long)steps);
 		printf("FAIL seed=%llu: %s\n", (unsigned long long)seed, sim.reason);
-		printf("FAIL seed=%llu (replay: tests/sim/sim_paxos --seed %llu -v)\n",
-		       (unsigned long long)seed, (unsigned long long)seed);
+		printf("FAIL seed=%llu (replay: tests/sim/sim_paxos --seed %llu%s -v)\n",
+		       (unsigned long long)seed, (unsigned long long)seed, steps_arg);
 	}
 	sim_free(&sim);
 	return rc;
@@ -1034,7 +1517,7 @@ static int parse_u64(const char *s, uint64_t *out)
 
 int main(int argc, char **argv)
 {
-	uint64_t seed = 1, seeds = 0, steps = 2000;
+	uint64_t seed = 1, seeds = 0, steps = STEPS_DEFAULT;
 	bool verbose = false, seed_given = false;
 	uint64_t failures = 0;
 	struct totals totals;
@@ -1062,12 +1545,21 @@ int main(int argc, char **argv)
 	for (uint64_t s = seed; s < seed + seeds; s++)
 		failures += (uint64_t)run_seed(s, steps, verbose, &totals);
 	printf("sim_paxos: exercised %llu crashes, %llu elections, %llu guarded prepares, "
-	       "%llu snapshots installed, %llu malformed; %llu puts and %llu gets acknowledged, "
-	       "%llu ops left incomplete\n",
+	       "%llu snapshots installed, %llu malformed, %llu outbox overflows; %llu puts and "
+	       "%llu gets acknowledged, %llu ops left incomplete\n",
 	       (unsigned long long)totals.crashes, (unsigned long long)totals.elections,
 	       (unsigned long long)totals.guarded, (unsigned long long)totals.snapshots,
-	       (unsigned long long)totals.malformed, (unsigned long long)totals.puts_acked,
-	       (unsigned long long)totals.gets_acked, (unsigned long long)totals.ops_abandoned);
+	       (unsigned long long)totals.malformed, (unsigned long long)totals.outbox_full,
+	       (unsigned long long)totals.puts_acked, (unsigned long long)totals.gets_acked,
+	       (unsigned long long)totals.ops_abandoned);
+	printf("sim_paxos: membership: %llu changes proposed (%llu refused for now, %llu removing "
+	       "the leader itself), %llu additions and %llu removals chosen, %llu nodes retired, "
+	       "up to %llu members\n",
+	       (unsigned long long)totals.changes_proposed,
+	       (unsigned long long)totals.changes_refused,
+	       (unsigned long long)totals.leader_self_removals,
+	       (unsigned long long)totals.adds_chosen, (unsigned long long)totals.removes_chosen,
+	       (unsigned long long)totals.retirements, (unsigned long long)totals.max_members);
 	printf("sim_paxos: %llu seeds from %llu, %llu steps each: %llu failed\n",
 	       (unsigned long long)seeds, (unsigned long long)seed, (unsigned long long)steps,
 	       (unsigned long long)failures);
