@@ -20,6 +20,11 @@ int key_validate_name(const void *name, size_t size_bytes)
 	return 0;
 }
 
+int key_validate_sort_key(const void *sort_key, size_t size_bytes)
+{
+	return size_bytes == 0 ? 0 : key_validate_name(sort_key, size_bytes);
+}
+
 void key_put_u64(uint8_t out[8], uint64_t value)
 {
 	for (int i = 7; i >= 0; i--) {
@@ -54,7 +59,8 @@ size_t key_encode_position(uint8_t *out, const void *partition_key, size_t pk_by
 	n += pk_bytes;
 	if (has_sort_key) {
 		out[n++] = 0;
-		memcpy(out + n, sort_key, sk_bytes);
+		if (sk_bytes)   /* an empty sort key may come as NULL */
+			memcpy(out + n, sort_key, sk_bytes);
 		n += sk_bytes;
 	}
 	return n;
@@ -96,7 +102,7 @@ int key_decode_position(const uint8_t *position, size_t position_bytes, uint64_t
 		*sort_key = separator + 1;
 		*sk_bytes = key_bytes - *pk_bytes - 1;
 		*has_sort_key = true;
-		if (key_validate_name(*sort_key, *sk_bytes) != 0)
+		if (key_validate_sort_key(*sort_key, *sk_bytes) != 0)
 			return -EINVAL;
 	} else {
 		*partition_key = key;

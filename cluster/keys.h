@@ -11,7 +11,12 @@
  * so one table's items sort by hash, then key: a partition (a hash range)
  * is one contiguous key range, and a scan cursor (a position) stays valid
  * across inserts, deletes and splits. NUL cannot occur in a key, so it
- * separates the partition key from the sort key and keeps the order. */
+ * separates the partition key from the sort key and keeps the order.
+ *
+ * A sort key may also be empty: that item (partition key | 0x00) sorts
+ * before every other item of its partition key and is where the mount
+ * keeps the directory of a partition key (README, "Tables with a sort
+ * key"); no file can have that name. */
 #ifndef QUORUM_KEYS_H
 #define QUORUM_KEYS_H
 
@@ -28,6 +33,9 @@
 /* 0 when name is a valid table name or key; -EINVAL (empty, "/" or NUL
  * inside, "." or "..") or -ENAMETOOLONG otherwise. */
 int key_validate_name(const void *name, size_t size_bytes);
+
+/* As key_validate_name, but an empty sort key is valid (see above). */
+int key_validate_sort_key(const void *sort_key, size_t size_bytes);
 
 /* The partition-key hash: the first 8 bytes of SHA-256, big-endian. */
 uint64_t key_hash(const void *partition_key, size_t size_bytes);

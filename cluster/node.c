@@ -12,8 +12,10 @@
  *
  * One thread registers the node with the metadata service (retrying with
  * backoff while meta is away), then heartbeats with the disk's capacity and
- * a report of every hosted group; the reply lists the partitions the node
- * must host, and the groups follow it. It also learns the cluster's item
+ * a report of every hosted group with its load figures (requests served,
+ * counted in load.h; items and bytes, counted by census.h after each
+ * beat); the reply lists the partitions the node must host, and the groups
+ * follow it. It also learns the cluster's item
  * size limit. The node never stops serving because meta is down; an outage
  * is logged when it starts and when it ends.
  *
@@ -24,11 +26,14 @@
  * groups, stops the server and closes the store, in that order. */
 #include "config.h"
 
+#include "cluster/census.h"
 #include "cluster/clock.h"
 #include "cluster/item.h"
 #include "cluster/keys.h"
+#include "cluster/load.h"
 #include "cluster/log.h"
 #include "cluster/net.h"
+#include "cluster/node_route.h"
 #include "cluster/replicas.h"
 #include "cluster/rpc.h"
 #include "cluster/store.h"
@@ -73,6 +78,8 @@
 #define NODE_ELECTION_TICKS_MAX 10000
 /* Room for a key quoted in a reply: each byte at most one character. */
 #define NODE_KEY_TEXT_BYTES (2 * KEY_NAME_MAX_BYTES + 8)
+/* Items the census (census.h) counts after each heartbeat, at most. */
+#define NODE_CENSUS_ITEMS_PER_BEAT 20000
 
 struct node_options {
 	const char *listen_url;
@@ -91,6 +98,8 @@ struct node {
 	struct replicas *replicas;
 	struct rpc_server *server;
 	struct net_client *meta;
+	struct load *load;          /* what the groups serve, for the heartbeat */
+	struct census *census;      /* the meta thread's */
 	/* The meta thread owns these once it runs. */
 	uint64_t node_id;
 	int meta_error;             /* last failure talking to meta, 0 when fine */
@@ -470,6 +479,31 @@ static int node_register(struct node *node)
 	return 0;
 }
 
+/* Counts requests against the partitions meta assigns to this node. */
+static void node_track_load(struct node *node, Quorum__PartitionAssignment *const *assignments,
+			    size_t count)
+{
+	struct load_range *ranges = calloc(count ? count : 1, sizeof(*ranges));
+	size_t n = 0;
+	int err;
+
+	if (!ranges)
+		return;	/* the next heartbeat tries again */
+	for (size_t i = 0; i < count; i++) {
+		if (!assignments[i]->partition)
+			continue;
+		ranges[n].table_id = assignments[i]->table_id;
+		ranges[n].partition_id = assignments[i]->partition->id;
+		ranges[n].hash_first = assignments[i]->partition->hash_first;
+		ranges[n].hash_last = assignments[i]->partition->hash_last;
+		n++;
+	}
+	err = load_track(node->load, ranges, n, clock_monotonic_ms());
+	if (err < 0)
+		log_warn("cannot track the load of %zu partitions: %s", n, strerror(-err));
+	free(ranges);
+}
+
 static int node_heartbeat(struct node *node)
 {
 	Quorum__Request request = QUORUM__REQUEST__INIT;
@@ -485,6 +519,9 @@ static int node_heartbeat(struct node *node)
 	/* A report that cannot be built this time goes without the groups. */
 	if (replicas_report(node->replicas, arena, &heartbeat.groups, &heartbeat.n_groups) < 0)
 		heartbeat.n_groups = 0;
+	/* Figures are best effort too: a group not tracked yet goes without. */
+	for (size_t i = 0; i < heartbeat.n_groups; i++)
+		load_fill_report(node->load, heartbeat.groups[i], clock_monotonic_ms(), arena);
 	heartbeat.node_id = node->node_id;
 	heartbeat.address = (char *)node->options.listen_url;
 	if (statvfs(node->options.data_dir, &fs) == 0) {
@@ -503,6 +540,7 @@ static int node_heartbeat(struct node *node)
 	replicas_assign(node->replicas, node->node_id,
 			response->heartbeat->partitions, response->heartbeat->n_partitions,
 			response->heartbeat->retired, response->heartbeat->n_retired);
+	node_track_load(node, response->heartbeat->partitions, response->heartbeat->n_partitions);
 	quorum__response__free_unpacked(response, NULL);
 	return 0;
 }
@@ -559,8 +597,12 @@ static void *node_meta_main(void *arg)
 			registered = false;
 			continue;
 		}
-		if (err == 0)
+		if (err == 0) {
 			node_refresh_settings(node);
+			/* Errors are logged inside; figures stay as they were. */
+			census_step(node->census, node->load, NODE_CENSUS_ITEMS_PER_BEAT,
+				    clock_monotonic_ms());
+		}
 		node_wait(node, node->options.heartbeat_ms);
 	}
 	return NULL;
@@ -601,7 +643,7 @@ static int node_check_key(const Quorum__ItemKey *key, Quorum__Response *response
 		return err;
 	}
 	if (key->has_sort_key) {
-		err = key_validate_name(key->sort_key.data, key->sort_key.len);
+		err = key_validate_sort_key(key->sort_key.data, key->sort_key.len);
 		if (err < 0) {
 			rpc_fail(response, arena, err, "sort key of %zu bytes is not a valid key: %s",
 				 key->sort_key.len, strerror(-err));
@@ -661,19 +703,12 @@ static void node_ping(Quorum__Response *response, struct arena *arena)
 	response->ping = ping;
 }
 
-/* Answers a request the group could not serve: -EREMOTE carries the leader
- * it knows, so the router retries there. */
-static void node_fail_group(Quorum__Response *response, struct arena *arena, int err,
-			    const struct replicas_outcome *outcome)
+/* Counts a request this node served on key's partition (load.h). */
+static void node_count_load(struct node *node, const Quorum__ItemKey *key, enum load_op op)
 {
-	rpc_fail(response, arena, err, "%s", outcome->why[0] ? outcome->why : strerror(-err));
-	if (err == -EREMOTE && outcome->leader_id != 0) {
-		response->has_leader_id = true;
-		response->leader_id = outcome->leader_id;
-		if (outcome->leader_address[0])
-			response->leader_address = arena_memdup(arena, outcome->leader_address,
-								strlen(outcome->leader_address) + 1);
-	}
+	load_count(node->load, key->table_id,
+		   key_hash(key->partition_key.data, key->partition_key.len), op,
+		   key->partition_key.data, key->partition_key.len, clock_monotonic_ms());
 }
 
 /* Waits until a strong read of the group holding hash may be served here;
@@ -687,7 +722,7 @@ static int node_read_barrier(struct node *node, uint64_t table_id, uint64_t hash
 	err = replicas_read_barrier(node->replicas, table_id, hash, NODE_PROPOSAL_TIMEOUT_MS,
 				    &outcome);
 	if (err < 0)
-		node_fail_group(response, arena, err, &outcome);
+		replicas_fail_response(response, arena, err, &outcome);
 	return err;
 }
 
@@ -729,8 +764,17 @@ static int node_propose(struct node *node, Quorum__GroupCommand *command,
 			       key_hash(key->partition_key.data, key->partition_key.len), packed,
 			       command_bytes, NODE_PROPOSAL_TIMEOUT_MS, &outcome);
 	if (err < 0) {
-		node_fail_group(response, arena, err, &outcome);
+		replicas_fail_response(response, arena, err, &outcome);
 		return err;
+	}
+	/* Applied through the log, whatever the command's own outcome. */
+	node_count_load(node, key, LOAD_WRITE);
+	if (outcome.apply_status == -EREMCHG) {
+		/* The key was split off the group while the command waited in its log. */
+		node_route_moved(node->replicas, key->table_id,
+				 key_hash(key->partition_key.data, key->partition_key.len),
+				 response, arena);
+		return -EREMCHG;
 	}
 	if (outcome.apply_status < 0) {
 		node_fail_item(node, response, arena, operation, key, outcome.apply_status);
@@ -771,6 +815,7 @@ static void node_get_item(struct node *node, const Quorum__GetItemRequest *reque
 			      key_hash(request->key->partition_key.data,
 				       request->key->partition_key.len), response, arena) < 0)
 		return;
+	node_count_load(node, request->key, LOAD_READ);
 	err = store_get(node->store, request->key, request->meta_only, arena, &record);
 	if (err < 0) {
 		node_fail_item(node, response, arena, "get", request->key, err);
@@ -858,7 +903,10 @@ static void node_update_item(struct node *node, const Quorum__UpdateItemRequest 
 static void node_scan(struct node *node, const Quorum__ScanRequest *request,
 		      Quorum__Response *response, struct arena *arena)
 {
+	Quorum__PartitionAssignment *route;
+	Quorum__ScanRequest clamped;
 	Quorum__ScanResponse *result;
+	uint64_t start_hash, asked_last = request->hash_last;
 	int err;
 
 	if (request->table_id == 0) {
@@ -888,11 +936,34 @@ static void node_scan(struct node *node, const Quorum__ScanRequest *request,
 			return;
 		}
 	}
-	/* A scan pages through one partition's range: its group is the one
-	 * holding the range's first hash. */
-	if (!(request->has_eventual && request->eventual) &&
-	    node_read_barrier(node, request->table_id, request->hash_first, response, arena) < 0)
+	/* A scan pages through one group's range: the one holding the hash it starts at, and
+	 * no further than that group's end (a split may have cut the router's range). */
+	start_hash = request->has_after ? key_get_u64(request->after.data) : request->hash_first;
+	if (start_hash < request->hash_first || start_hash > request->hash_last) {
+		rpc_fail(response, arena, -EINVAL, "scan: cursor outside the range asked");
 		return;
+	}
+	clamped = *request;
+	if (replicas_route(node->replicas, request->table_id, false, start_hash, arena,
+			   &route) == 0) {
+		if (route->partition->hash_first > clamped.hash_first)
+			clamped.hash_first = route->partition->hash_first;
+		if (route->partition->hash_last < clamped.hash_last)
+			clamped.hash_last = route->partition->hash_last;
+	}
+	request = &clamped;
+	if (!(request->has_eventual && request->eventual) &&
+	    node_read_barrier(node, request->table_id, start_hash, response, arena) < 0)
+		return;
+	/* A query counts against its partition key; a scan page against the
+	 * range's first hash, without a hot key. */
+	load_count(node->load, request->table_id,
+		   request->has_partition_key ?
+		   key_hash(request->partition_key.data, request->partition_key.len) :
+		   request->hash_first, LOAD_READ,
+		   request->has_partition_key ? request->partition_key.data : NULL,
+		   request->has_partition_key ? request->partition_key.len : 0,
+		   clock_monotonic_ms());
 	err = store_scan(node->store, request, arena, &result);
 	if (err < 0) {
 		rpc_fail(response, arena, err, "scan of table %" PRIu64 ": %s", request->table_id,
@@ -900,15 +971,41 @@ static void node_scan(struct node *node, const Quorum__ScanRequest *request,
 				     : strerror(-err));
 		return;
 	}
+	if (!result->more && request->hash_last < asked_last) {
+		result->has_covered_last = true;
+		result->covered_last = request->hash_last;
+	}
 	response->result_case = QUORUM__RESPONSE__RESULT_SCAN;
 	response->scan = result;
+}
+
+/* The item an item request is about, or NULL. */
+static const Quorum__ItemKey *node_request_key(const Quorum__Request *request)
+{
+	switch (request->op_case) {
+	case QUORUM__REQUEST__OP_GET_ITEM:
+		return request->get_item->key;
+	case QUORUM__REQUEST__OP_PUT_ITEM:
+		return request->put_item->key;
+	case QUORUM__REQUEST__OP_DELETE_ITEM:
+		return request->delete_item->key;
+	case QUORUM__REQUEST__OP_UPDATE_ITEM:
+		return request->update_item->key;
+	default:
+		return NULL;
+	}
 }
 
 static void node_handle(void *ctx, const Quorum__Request *request, Quorum__Response *response,
 			struct arena *arena)
 {
 	struct node *node = ctx;
+	const Quorum__ItemKey *key = node_request_key(request);
 
+	if (key && node_route_check(node->replicas, request, key->table_id,
+				    key_hash(key->partition_key.data, key->partition_key.len),
+				    response, arena) < 0)
+		return;
 	switch (request->op_case) {
 	case QUORUM__REQUEST__OP_PING:
 		node_ping(response, arena);
@@ -930,6 +1027,10 @@ static void node_handle(void *ctx, const Quorum__Request *request, Quorum__Respo
 		break;
 	case QUORUM__REQUEST__OP_PAXOS:
 		replicas_handle_paxos(node->replicas, request->paxos, response, arena);
+		break;
+	case QUORUM__REQUEST__OP_SPLIT_PARTITION:
+		node_route_split(node->replicas, node->store, request->split_partition, response,
+				 arena);
 		break;
 	default:
 		rpc_fail(response, arena, -EOPNOTSUPP,
@@ -1029,13 +1130,19 @@ int main(int argc, char **argv)
 		store_close(node.store);
 		return 1;
 	}
-	err = net_client_new(node.options.meta_url, &node.meta);
+	err = load_new(&node.load);
+	if (err == 0)
+		err = census_new(node.store, &node.census);
+	if (err == 0)
+		err = net_client_new(node.options.meta_url, &node.meta);
 	if (err == 0)
 		err = rpc_server_start(node.options.listen_url, node.options.worker_count,
 				       node_handle, &node, &node.server);
 	if (err < 0) {
 		log_error("cannot listen on %s: %s", node.options.listen_url,
 			  err == -EADDRINUSE ? "address already in use" : strerror(-err));
+		census_free(node.census);
+		load_free(node.load);
 		net_client_free(node.meta);
 		replicas_free(node.replicas);
 		store_close(node.store);
@@ -1054,6 +1161,8 @@ int main(int argc, char **argv)
 	if (err != 0) {
 		log_error("cannot start the meta thread: %s", strerror(err));
 		rpc_server_stop(node.server);
+		census_free(node.census);
+		load_free(node.load);
 		net_client_free(node.meta);
 		replicas_free(node.replicas);
 		store_close(node.store);
@@ -1077,6 +1186,8 @@ int main(int argc, char **argv)
 	replicas_close_all(node.replicas);
 	rpc_server_stop(node.server);
 	replicas_free(node.replicas);
+	census_free(node.census);
+	load_free(node.load);
 	net_client_free(node.meta);
 	store_close(node.store);
 	pthread_cond_destroy(&node.wake);

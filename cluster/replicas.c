@@ -17,6 +17,7 @@
 #include "cluster/net.h"
 #include "cluster/paxos_wire.h"
 #include "cluster/rpc.h"
+#include "cluster/store_group.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -119,11 +120,10 @@ struct hosted {
 	struct replicas *owner;
 	uint64_t table_id;
 	uint64_t partition_id;
-	uint64_t hash_first;
-	uint64_t hash_last;
 	uint32_t self_id;
 	char wal_dir[PATH_MAX];
-	struct store_group sg;
+	struct store_group sg;		/* its range and epoch: the replicated ones */
+	bool sg_ready;			/* sg initialised */
 	struct group_sm sm;
 	struct group_config config;
 	struct group *group;		/* the thread's; NULL while failed and not reopened */
@@ -679,6 +679,8 @@ static void hosted_free(struct hosted *h)
 	waiters_fail_locked(h);
 	pthread_mutex_unlock(&h->lock);
 	group_close(h->group);
+	if (h->sg_ready)
+		store_group_destroy(&h->sg);
 	pthread_cond_destroy(&h->wake);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
@@ -751,8 +753,6 @@ static int hosted_new(struct replicas *r, uint32_t self_id, const Quorum__Partit
 	h->owner = r;
 	h->table_id = a->table_id;
 	h->partition_id = p->id;
-	h->hash_first = p->hash_first;
-	h->hash_last = p->hash_last;
 	h->self_id = self_id;
 	h->next_token = 1;
 	if (snprintf(h->wal_dir, sizeof(h->wal_dir), "%s/%" PRIu64 "-%" PRIu64, r->groups_dir,
@@ -774,11 +774,14 @@ static int hosted_new(struct replicas *r, uint32_t self_id, const Quorum__Partit
 		h->members[i].id = members[i];
 	h->member_count = member_count;
 
-	h->sg.store = r->store;
-	h->sg.table_id = h->table_id;
-	h->sg.partition_id = h->partition_id;
-	h->sg.hash_first = h->hash_first;
-	h->sg.hash_last = h->hash_last;
+	if (store_group_init(&h->sg, r->store, h->table_id, h->partition_id, p->hash_first,
+			     p->hash_last, p->epoch) < 0) {
+		pthread_cond_destroy(&h->wake);
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		return -ENOMEM;
+	}
+	h->sg_ready = true;
 	store_group_sm(&h->sg, &h->sm);
 	group_config_init(&h->config);
 	h->config.id.table_id = h->table_id;
@@ -812,48 +815,14 @@ static int hosted_new(struct replicas *r, uint32_t self_id, const Quorum__Partit
 	return 0;
 }
 
-/* Deletes the partition's items (a deleted table is empty, so this is short) and its WAL. */
-static int hosted_remove_data(struct replicas *r, uint64_t table_id, uint64_t hash_first,
-			      uint64_t hash_last, const char *wal_dir)
+/* Deletes the group's items, sessions and state (a deleted table is empty, so this is
+ * short), then its WAL. */
+static int hosted_remove_data(struct replicas *r, uint64_t table_id, uint64_t partition_id,
+			      uint64_t hash_first, uint64_t hash_last, const char *wal_dir)
 {
-	Quorum__ScanRequest scan = QUORUM__SCAN_REQUEST__INIT;
-	bool more = true;
-	int err = 0;
+	int err = store_group_remove(r->store, table_id, partition_id, hash_first, hash_last);
 
-	scan.table_id = table_id;
-	scan.hash_first = hash_first;
-	scan.hash_last = hash_last;
-	scan.limit = STORE_SCAN_LIMIT_MAX;
-	while (more && !err) {
-		struct arena *arena = arena_new();
-		Quorum__ScanResponse *page;
-
-		if (!arena)
-			return -ENOMEM;
-		err = store_scan(r->store, &scan, arena, &page);
-		if (!err) {
-			for (size_t i = 0; i < page->n_entries && !err; i++) {
-				Quorum__DeleteItemRequest del = QUORUM__DELETE_ITEM_REQUEST__INIT;
-				Quorum__ItemKey key = QUORUM__ITEM_KEY__INIT;
-				const Quorum__ScanEntry *e = page->entries[i];
-
-				key.table_id = table_id;
-				key.partition_key = e->partition_key;
-				key.has_sort_key = e->has_sort_key;
-				key.sort_key = e->sort_key;
-				del.key = &key;
-				err = store_delete(r->store, &del);
-				if (err == -ENOENT)
-					err = 0;
-			}
-			/* Deleted items are gone, so the next page starts from the beginning. */
-			more = page->more;
-		}
-		arena_free(arena);
-	}
-	if (err)
-		return err;
-	return remove_dir_synced(wal_dir, r->groups_dir);
+	return err ? err : remove_dir_synced(wal_dir, r->groups_dir);
 }
 
 /* Takes a reference on the hosted group of (table, hash) or (table, partition). */
@@ -868,9 +837,16 @@ static struct hosted *hosted_find(struct replicas *r, uint64_t table_id, bool by
 
 		if (h->table_id != table_id)
 			continue;
-		if (by_partition ? h->partition_id == value :
-		    (value >= h->hash_first && value <= h->hash_last))
-			found = h;
+		if (by_partition) {
+			if (h->partition_id == value)
+				found = h;
+		} else {
+			struct store_group_route route;
+
+			store_group_route(&h->sg, &route);
+			if (value >= route.hash_first && value <= route.hash_last)
+				found = h;
+		}
 	}
 	if (found)
 		found->refs++;
@@ -969,6 +945,27 @@ void replicas_free(struct replicas *r)
 	free(r);
 }
 
+/* Whether a hosted group of the assignment's table covers part of its range while the
+ * store holds no state of the assigned group yet. Called with r->lock held. */
+static bool hosted_overlap_locked(struct replicas *r, const Quorum__PartitionAssignment *as)
+{
+	bool exists = false;
+
+	for (size_t i = 0; i < r->hosted_count; i++) {
+		struct hosted *h = r->hosted[i];
+		struct store_group_route route;
+
+		if (h->table_id != as->table_id)
+			continue;
+		store_group_route(&h->sg, &route);
+		if (route.hash_first <= as->partition->hash_last &&
+		    as->partition->hash_first <= route.hash_last)
+			return store_group_exists(r->store, as->table_id, as->partition->id,
+						  &exists) < 0 || !exists;
+	}
+	return false;
+}
+
 /* Whether retired names h. */
 static bool hosted_retired(const struct hosted *h, Quorum__GroupRef *const *retired,
 			   size_t retired_count)
@@ -1005,6 +1002,11 @@ int replicas_assign(struct replicas *r, uint64_t self_id,
 			if (r->hosted[i]->table_id == as->table_id &&
 			    r->hosted[i]->partition_id == as->partition->id)
 				h = r->hosted[i];
+		if (!h && hosted_overlap_locked(r, as)) {
+			/* A child of a split this node's replica of the parent has not applied
+			 * yet: it opens once the parent's range no longer covers it. */
+			continue;
+		}
 		if (!h) {
 			if (r->hosted_count == r->hosted_capacity) {
 				size_t cap = r->hosted_capacity ? 2 * r->hosted_capacity : 16;
@@ -1036,12 +1038,13 @@ int replicas_assign(struct replicas *r, uint64_t self_id,
 	for (size_t i = r->hosted_count; i-- > 0;) {
 		struct hosted *h = r->hosted[i];
 		uint64_t table_id = h->table_id, partition_id = h->partition_id;
-		uint64_t first = h->hash_first, last = h->hash_last;
+		struct store_group_route route;
 		char wal_dir[PATH_MAX];
 		int err;
 
 		if (h->seen)
 			continue;
+		store_group_route(&h->sg, &route);
 		if (!hosted_retired(h, retired, retired_count)) {
 			if (!h->orphan_warned)
 				log_warn("group %" PRIu64 "/%" PRIu64 " is hosted here but meta "
@@ -1053,7 +1056,8 @@ int replicas_assign(struct replicas *r, uint64_t self_id,
 		memcpy(wal_dir, h->wal_dir, sizeof(wal_dir));
 		hosted_retire_locked(r, i);
 		pthread_mutex_unlock(&r->lock);
-		err = hosted_remove_data(r, table_id, first, last, wal_dir);
+		err = hosted_remove_data(r, table_id, partition_id, route.hash_first,
+					 route.hash_last, wal_dir);
 		pthread_mutex_lock(&r->lock);
 		if (err) {
 			log_error("group %" PRIu64 "/%" PRIu64 " closed, but removing its data "
@@ -1068,6 +1072,36 @@ int replicas_assign(struct replicas *r, uint64_t self_id,
 	}
 	pthread_mutex_unlock(&r->lock);
 	return first_err;
+}
+
+/* The group's replicated range, epoch and children, for meta to follow splits. */
+static int report_route(struct hosted *h, Quorum__GroupReport *g, struct arena *arena)
+{
+	struct store_group_route route;
+
+	store_group_route(&h->sg, &route);
+	g->has_hash_first = g->has_hash_last = g->has_epoch = true;
+	g->hash_first = route.hash_first;
+	g->hash_last = route.hash_last;
+	g->epoch = route.epoch;
+	if (route.child_count == 0)
+		return 0;
+	g->children = arena_alloc(arena, route.child_count * sizeof(*g->children));
+	if (!g->children)
+		return -ENOMEM;
+	for (size_t i = 0; i < route.child_count; i++) {
+		Quorum__SplitChild *c = arena_alloc(arena, sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		quorum__split_child__init(c);
+		c->partition_id = route.children[i].partition_id;
+		c->hash_first = route.children[i].hash_first;
+		c->hash_last = route.children[i].hash_last;
+		c->epoch = route.children[i].epoch;
+		g->children[g->n_children++] = c;
+	}
+	return 0;
 }
 
 int replicas_report(struct replicas *r, struct arena *arena, Quorum__GroupReport ***reports,
@@ -1102,6 +1136,9 @@ int replicas_report(struct replicas *r, struct arena *arena, Quorum__GroupReport
 		quorum__group_report__init(g);
 		g->table_id = h->table_id;
 		g->partition_id = h->partition_id;
+		err = report_route(h, g, arena);
+		if (err)
+			break;
 		if (has && !s.failed) {
 			g->role = s.paxos.role;
 			g->has_leader_id = true;
@@ -1297,9 +1334,10 @@ static int hosted_submit(struct hosted *h, enum inbox_kind kind, const uint8_t *
 
 /* A proposal or strong read, retried while the group has no ready leader (an election),
  * once per tick for NOT_READY_WAIT_MS at most. */
-static int replicas_submit(struct replicas *r, uint64_t table_id, uint64_t hash,
-			   enum inbox_kind kind, const uint8_t *command, size_t command_bytes,
-			   int64_t timeout_ms, struct replicas_outcome *outcome)
+static int replicas_submit(struct replicas *r, uint64_t table_id, bool by_partition,
+			   uint64_t value, enum inbox_kind kind, const uint8_t *command,
+			   size_t command_bytes, int64_t timeout_ms,
+			   struct replicas_outcome *outcome)
 {
 	int64_t now_ms = clock_monotonic_ms(), deadline_ms = now_ms + timeout_ms;
 	int64_t not_ready_until_ms = now_ms + NOT_READY_WAIT_MS;
@@ -1316,7 +1354,7 @@ static int replicas_submit(struct replicas *r, uint64_t table_id, uint64_t hash,
 	}
 	r->waiting++;
 	pthread_mutex_unlock(&r->lock);
-	h = hosted_find(r, table_id, false, hash);
+	h = hosted_find(r, table_id, by_partition, value);
 	if (!h) {
 		snprintf(outcome->why, sizeof(outcome->why),
 			 "partition not hosted here yet (table %" PRIu64 ")", table_id);
@@ -1376,18 +1414,89 @@ static int replicas_submit(struct replicas *r, uint64_t table_id, uint64_t hash,
 	return status;
 }
 
+void replicas_fail_response(Quorum__Response *response, struct arena *arena, int err,
+			    const struct replicas_outcome *outcome)
+{
+	rpc_fail(response, arena, err, "%s", outcome->why[0] ? outcome->why : strerror(-err));
+	if (err == -EREMOTE && outcome->leader_id != 0) {
+		response->has_leader_id = true;
+		response->leader_id = outcome->leader_id;
+		if (outcome->leader_address[0])
+			response->leader_address = arena_memdup(arena, outcome->leader_address,
+								strlen(outcome->leader_address) + 1);
+	}
+}
+
 int replicas_propose(struct replicas *r, uint64_t table_id, uint64_t hash,
 		     const uint8_t *command, size_t command_bytes, int64_t timeout_ms,
 		     struct replicas_outcome *outcome)
 {
-	return replicas_submit(r, table_id, hash, INBOX_PROPOSE, command, command_bytes,
+	return replicas_submit(r, table_id, false, hash, INBOX_PROPOSE, command, command_bytes,
 			       timeout_ms, outcome);
+}
+
+int replicas_propose_partition(struct replicas *r, uint64_t table_id, uint64_t partition_id,
+			       const uint8_t *command, size_t command_bytes, int64_t timeout_ms,
+			       struct replicas_outcome *outcome)
+{
+	return replicas_submit(r, table_id, true, partition_id, INBOX_PROPOSE, command,
+			       command_bytes, timeout_ms, outcome);
+}
+
+int replicas_route(struct replicas *r, uint64_t table_id, bool by_partition, uint64_t value,
+		   struct arena *arena, Quorum__PartitionAssignment **out)
+{
+	Quorum__PartitionAssignment *a = arena_alloc(arena, sizeof(*a));
+	Quorum__PartitionInfo *p = arena_alloc(arena, sizeof(*p));
+	struct store_group_route route;
+	struct hosted *h;
+	int err = 0;
+
+	*out = NULL;
+	if (!a || !p)
+		return -ENOMEM;
+	h = hosted_find(r, table_id, by_partition, value);
+	if (!h)
+		return -ENOENT;
+	quorum__partition_assignment__init(a);
+	quorum__partition_info__init(p);
+	store_group_route(&h->sg, &route);
+	a->table_id = table_id;
+	a->partition = p;
+	p->id = h->partition_id;
+	p->hash_first = route.hash_first;
+	p->hash_last = route.hash_last;
+	p->epoch = route.epoch;
+	pthread_mutex_lock(&h->lock);
+	p->replicas = arena_alloc(arena, (h->member_count + 1) * sizeof(*p->replicas));
+	a->replicas = arena_alloc(arena, (h->member_count + 1) * sizeof(*a->replicas));
+	for (size_t i = 0; p->replicas && a->replicas && i < h->member_count; i++) {
+		Quorum__ReplicaAddress *ra = arena_alloc(arena, sizeof(*ra));
+
+		p->replicas[p->n_replicas++] = h->members[i].id;
+		if (!ra || !h->members[i].address[0])
+			continue;
+		quorum__replica_address__init(ra);
+		ra->node_id = h->members[i].id;
+		ra->address = arena_memdup(arena, h->members[i].address,
+					   strlen(h->members[i].address) + 1);
+		if (ra->address)
+			a->replicas[a->n_replicas++] = ra;
+	}
+	if (!p->replicas || !a->replicas)
+		err = -ENOMEM;
+	pthread_mutex_unlock(&h->lock);
+	hosted_release(r, h);
+	if (!err)
+		*out = a;
+	return err;
 }
 
 int replicas_read_barrier(struct replicas *r, uint64_t table_id, uint64_t hash,
 			  int64_t timeout_ms, struct replicas_outcome *outcome)
 {
-	return replicas_submit(r, table_id, hash, INBOX_READ, NULL, 0, timeout_ms, outcome);
+	return replicas_submit(r, table_id, false, hash, INBOX_READ, NULL, 0, timeout_ms,
+			       outcome);
 }
 
 /* The other member whose node answered last (0: none ever did). */

@@ -30,9 +30,11 @@
 #define QUORUM_REPLICAS_H
 
 #include "cluster/arena.h"
+#include "cluster/group.h"
 #include "cluster/store.h"
 #include "quorum.pb-c.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,6 +102,23 @@ void replicas_handle_paxos(struct replicas *replicas, const Quorum__PaxosMessage
 int replicas_propose(struct replicas *replicas, uint64_t table_id, uint64_t hash,
 		     const uint8_t *command, size_t command_bytes, int64_t timeout_ms,
 		     struct replicas_outcome *outcome);
+
+/* Fails a client's response with err and the outcome's why; -EREMOTE carries the leader
+ * the group knows, so the router retries there. */
+void replicas_fail_response(Quorum__Response *response, struct arena *arena, int err,
+			    const struct replicas_outcome *outcome);
+
+/* replicas_propose to the group of partition_id (a split, which names its group). */
+int replicas_propose_partition(struct replicas *replicas, uint64_t table_id,
+			       uint64_t partition_id, const uint8_t *command,
+			       size_t command_bytes, int64_t timeout_ms,
+			       struct replicas_outcome *outcome);
+
+/* The route of the hosted group of table_id holding hash (or, by_partition, of the
+ * partition value), as replicated: its id, range, epoch and members with their addresses,
+ * in arena. -ENOENT when this node hosts no such group, -ENOMEM. */
+int replicas_route(struct replicas *replicas, uint64_t table_id, bool by_partition,
+		   uint64_t value, struct arena *arena, Quorum__PartitionAssignment **out);
 
 /* Waits until a strongly consistent read of the group holding hash may be served from the
  * local store (this node leads under its lease and has applied everything committed before).

@@ -19,6 +19,8 @@ static Quorum__Response__ResultCase rpc_expected_result(Quorum__Request__OpCase 
 	case QUORUM__REQUEST__OP_PUT_ITEM: return QUORUM__RESPONSE__RESULT_PUT_ITEM;
 	case QUORUM__REQUEST__OP_UPDATE_ITEM: return QUORUM__RESPONSE__RESULT_UPDATE_ITEM;
 	case QUORUM__REQUEST__OP_SCAN: return QUORUM__RESPONSE__RESULT_SCAN;
+	case QUORUM__REQUEST__OP_SPLIT_PARTITION: return QUORUM__RESPONSE__RESULT_SPLIT_PARTITION;
+	case QUORUM__REQUEST__OP_SPLIT_TABLE:
 	case QUORUM__REQUEST__OP_CREATE_TABLE:
 	case QUORUM__REQUEST__OP_DESCRIBE_TABLE:
 	case QUORUM__REQUEST__OP_UPDATE_TABLE: return QUORUM__RESPONSE__RESULT_TABLE;
@@ -27,6 +29,8 @@ static Quorum__Response__ResultCase rpc_expected_result(Quorum__Request__OpCase 
 	case QUORUM__REQUEST__OP_HEARTBEAT: return QUORUM__RESPONSE__RESULT_HEARTBEAT;
 	case QUORUM__REQUEST__OP_LIST_NODES: return QUORUM__RESPONSE__RESULT_LIST_NODES;
 	case QUORUM__REQUEST__OP_CLUSTER_INFO: return QUORUM__RESPONSE__RESULT_CLUSTER_INFO;
+	case QUORUM__REQUEST__OP_GET_SETTINGS:
+	case QUORUM__REQUEST__OP_SET_SETTING: return QUORUM__RESPONSE__RESULT_SETTINGS;
 	default: return QUORUM__RESPONSE__RESULT__NOT_SET;   /* status only */
 	}
 }
@@ -55,8 +59,10 @@ int rpc_call(struct net_client *client, Quorum__Request *request, int64_t deadli
 	int err;
 
 	*response = NULL;
-	if (error)
+	if (error) {
 		error->leader_id = 0;
+		error->has_route = false;
+	}
 	request->version = RPC_PROTOCOL_VERSION;
 	request_bytes = quorum__request__get_packed_size(request);
 	packed = malloc(request_bytes ? request_bytes : 1);
@@ -85,6 +91,15 @@ int rpc_call(struct net_client *client, Quorum__Request *request, int64_t deadli
 			      decoded->message ? decoded->message : strerror(-err));
 		if (error && err == -EREMOTE && decoded->has_leader_id)
 			error->leader_id = decoded->leader_id;
+		if (error && err == -EREMCHG && decoded->route && decoded->route->partition) {
+			const Quorum__PartitionInfo *p = decoded->route->partition;
+
+			error->has_route = true;
+			error->route_partition_id = p->id;
+			error->route_hash_first = p->hash_first;
+			error->route_hash_last = p->hash_last;
+			error->route_epoch = p->epoch;
+		}
 		quorum__response__free_unpacked(decoded, NULL);
 		return err;
 	}

@@ -24,6 +24,10 @@ struct rpc_error {
 	bool transport;
 	char why[RPC_WHY_BYTES];   /* the peer's explanation or the transport's */
 	uint64_t leader_id;        /* -EREMOTE: the replica that leads, 0 if unknown */
+	/* -EREMCHG: the partition that holds the key now, when the node named it (same
+	 * replicas: a split; a move changes them, and meta knows the new ones). */
+	bool has_route;
+	uint64_t route_partition_id, route_hash_first, route_hash_last, route_epoch;
 };
 
 /* Sends request (its version is set here) and waits until deadline_ms.

@@ -11,12 +11,12 @@
  * so a caller's arena holds only what is returned (a scan of a page of
  * large items never holds their bodies at once). */
 #include "cluster/store.h"
+#include "cluster/store_internal.h"
 
 #include "cluster/clock.h"
 #include "cluster/item.h"
 #include "cluster/keys.h"
 #include "cluster/log.h"
-#include "cluster/session.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -30,23 +30,8 @@
 
 #include <leveldb/c.h>
 
-#define STORE_STRIPE_COUNT 256
-
-/* Every this many slots, a command's apply also drops the group's idle client sessions. */
-#define STORE_SESSION_SWEEP_SLOTS 4096
-
 /* Room for a key described for a log line: every byte escaped as \xNN. */
 #define STORE_KEY_TEXT_BYTES (4 * KEY_STORAGE_MAX_BYTES + 64)
-
-struct store {
-	leveldb_t *db;
-	leveldb_options_t *options;
-	leveldb_readoptions_t *read_options;
-	leveldb_readoptions_t *scan_options;
-	leveldb_writeoptions_t *write_options;
-	_Atomic uint64_t item_max_bytes;
-	pthread_mutex_t stripes[STORE_STRIPE_COUNT];
-};
 
 /* An item's storage key. */
 struct store_key {
@@ -122,7 +107,7 @@ static int store_key_make(const Quorum__ItemKey *key, struct store_key *out)
 	if (err < 0)
 		return err;
 	if (key->has_sort_key) {
-		err = key_validate_name(key->sort_key.data, key->sort_key.len);
+		err = key_validate_sort_key(key->sort_key.data, key->sort_key.len);
 		if (err < 0)
 			return err;
 	}
@@ -191,15 +176,6 @@ static int store_read(struct store *store, const struct store_key *key, struct a
 	return err;
 }
 
-/* A committed command of a replication group: its item change is staged in batch, which
- * store_group_apply writes (synced) together with the client session and the applied
- * state, so the three are durable at once or not at all. */
-struct store_group_write {
-	leveldb_writebatch_t *batch;
-	uint64_t item_max_bytes;	/* the proposer's limit; 0: the store's */
-	bool staged;			/* an item change is in batch */
-};
-
 /* The largest body a write may leave: the command's limit in a group, else the store's. */
 static uint64_t store_limit(const struct store *store, const struct store_group_write *gw)
 {
@@ -267,6 +243,20 @@ static int store_normalize_mode(uint32_t mode, uint32_t *out)
 	if (mode & ~(uint32_t)(S_IFMT | 07777))
 		return -EINVAL;
 	*out = type | (mode & 07777);
+	return 0;
+}
+
+/* The mode an item is stored with: a directory marker (an empty sort key,
+ * keys.h) is a directory; any other item as store_normalize_mode says. */
+static int store_normalize_item_mode(const Quorum__ItemKey *key, uint32_t mode, uint32_t *out)
+{
+	uint32_t type = mode & S_IFMT;
+
+	if (!key->has_sort_key || key->sort_key.len > 0)
+		return store_normalize_mode(mode, out);
+	if ((type != 0 && type != S_IFDIR) || (mode & ~(uint32_t)(S_IFMT | 07777)))
+		return -EINVAL;
+	*out = S_IFDIR | (mode & 07777);
 	return 0;
 }
 
@@ -434,8 +424,11 @@ int store_open(const char *dir, struct store **out)
 		store_close(store);
 		return -EIO;
 	}
-	for (i = 0; i < STORE_STRIPE_COUNT; i++) {
-		if (pthread_mutex_init(&store->stripes[i], NULL) != 0) {
+	for (i = 0; i <= STORE_STRIPE_COUNT; i++) {
+		pthread_mutex_t *lock = i < STORE_STRIPE_COUNT ? &store->stripes[i] :
+				       &store->groups_lock;
+
+		if (pthread_mutex_init(lock, NULL) != 0) {
 			while (--i >= 0)
 				pthread_mutex_destroy(&store->stripes[i]);
 			leveldb_close(store->db);
@@ -456,6 +449,7 @@ void store_close(struct store *store)
 		leveldb_close(store->db);
 		for (int i = 0; i < STORE_STRIPE_COUNT; i++)
 			pthread_mutex_destroy(&store->stripes[i]);
+		pthread_mutex_destroy(&store->groups_lock);
 	}
 	leveldb_writeoptions_destroy(store->write_options);
 	leveldb_readoptions_destroy(store->scan_options);
@@ -542,9 +536,8 @@ int store_get(struct store *store, const Quorum__ItemKey *key, bool meta_only,
 
 /* --------------------------------------------------------------- put */
 
-static int store_put_at(struct store *store, const Quorum__PutItemRequest *request,
-			struct arena *arena, Quorum__ItemMeta **meta,
-			struct store_group_write *gw)
+int store_put_at(struct store *store, const Quorum__PutItemRequest *request,
+		 struct arena *arena, Quorum__ItemMeta **meta, struct store_group_write *gw)
 {
 	Quorum__ItemRecord record = QUORUM__ITEM_RECORD__INIT;
 	Quorum__ItemMeta new_meta = QUORUM__ITEM_META__INIT;
@@ -563,7 +556,7 @@ static int store_put_at(struct store *store, const Quorum__PutItemRequest *reque
 		return err;
 	if (!request->meta)
 		return -EINVAL;
-	err = store_normalize_mode(request->meta->mode, &mode);
+	err = store_normalize_item_mode(request->key, request->meta->mode, &mode);
 	if (err < 0)
 		return err;
 	body_bytes = request->has_body ? request->body.len : 0;
@@ -631,8 +624,8 @@ out:
 
 /* ------------------------------------------------------------ delete */
 
-static int store_delete_at(struct store *store, const Quorum__DeleteItemRequest *request,
-			   struct store_group_write *gw)
+int store_delete_at(struct store *store, const Quorum__DeleteItemRequest *request,
+		    struct store_group_write *gw)
 {
 	char text[STORE_KEY_TEXT_BYTES];
 	Quorum__ItemRecord *old = NULL;
@@ -788,9 +781,8 @@ static int store_update_size(Quorum__ItemRecord *record, uint64_t size_bytes,
 	return 0;
 }
 
-static int store_update_at(struct store *store, const Quorum__UpdateItemRequest *request,
-			   struct arena *arena, Quorum__ItemMeta **meta,
-			   struct store_group_write *gw)
+int store_update_at(struct store *store, const Quorum__UpdateItemRequest *request,
+		    struct arena *arena, Quorum__ItemMeta **meta, struct store_group_write *gw)
 {
 	Quorum__ItemRecord *record = NULL;
 	Quorum__ItemMeta *result;
@@ -926,12 +918,49 @@ static int store_scan_entry(const uint8_t *key, size_t key_bytes, const uint8_t 
 	return 0;
 }
 
+/* The first storage key past every item of key's partition key:
+ * 'i' | table id | hash | partition key | 0x01. The items of that partition
+ * key (the key alone, or the key, 0x00 and a sort key) all sort below it,
+ * and no other partition key does: none holds NUL, so one that extends it
+ * goes on with a byte of 1 or more. Writes it to out (which may be key and
+ * holds KEY_STORAGE_MAX_BYTES) and returns its length; 0 when key is not an
+ * item's storage key. */
+static size_t store_scan_skip_key(const uint8_t *key, size_t key_bytes, uint8_t *out)
+{
+	const uint8_t *separator;
+	size_t pk_end;
+
+	if (key_bytes <= 17)
+		return 0;
+	separator = memchr(key + 17, 0, key_bytes - 17);
+	pk_end = separator ? (size_t)(separator - key) : key_bytes;
+	if (pk_end == 17 || pk_end - 17 > KEY_NAME_MAX_BYTES)
+		return 0;
+	memmove(out, key, pk_end);
+	out[pk_end] = 1;
+	return pk_end + 1;
+}
+
+/* Moves a scan on: past the whole partition key of the entry just taken
+ * when *skip_bytes says so (distinct_partition_keys), else to the next key. */
+static void store_scan_next(leveldb_iterator_t *iterator, const uint8_t *skip,
+			    size_t *skip_bytes)
+{
+	if (*skip_bytes) {
+		leveldb_iter_seek(iterator, (const char *)skip, *skip_bytes);
+		*skip_bytes = 0;
+	} else {
+		leveldb_iter_next(iterator);
+	}
+}
+
 int store_scan(struct store *store, const Quorum__ScanRequest *request, struct arena *arena,
 	       Quorum__ScanResponse **out)
 {
 	uint8_t start[KEY_STORAGE_MAX_BYTES], prefix[KEY_STORAGE_MAX_BYTES];
 	uint8_t after[KEY_STORAGE_MAX_BYTES], position[KEY_POSITION_MAX_BYTES];
-	size_t start_bytes, prefix_bytes = 0, after_bytes = 0, position_bytes;
+	uint8_t skip[KEY_STORAGE_MAX_BYTES];
+	size_t start_bytes, prefix_bytes = 0, after_bytes = 0, position_bytes, skip_bytes = 0;
 	size_t limit = request->limit;
 	Quorum__ScanResponse *response;
 	leveldb_iterator_t *iterator;
@@ -975,15 +1004,23 @@ int store_scan(struct store *store, const Quorum__ScanRequest *request, struct a
 			return -EINVAL;
 		after_bytes = key_encode_storage(after, request->table_id, request->after.data,
 						 request->after.len);
+		/* Distinct: go on at the next partition key. */
+		if (request->distinct_partition_keys &&
+		    (after_bytes = store_scan_skip_key(after, after_bytes, after)) == 0)
+			return -EINVAL;
 		if (store_compare_bytes(after, after_bytes, start, start_bytes) > 0) {
 			memcpy(start, after, after_bytes);
 			start_bytes = after_bytes;
 		}
+		/* The seek skipped what lies below; the skip key itself may
+		 * be an item (a longer partition key) and must be seen. */
+		if (request->distinct_partition_keys)
+			after_bytes = 0;
 	}
 
 	iterator = leveldb_create_iterator(store->db, store->scan_options);
 	for (leveldb_iter_seek(iterator, (const char *)start, start_bytes);
-	     leveldb_iter_valid(iterator); leveldb_iter_next(iterator)) {
+	     leveldb_iter_valid(iterator); store_scan_next(iterator, skip, &skip_bytes)) {
 		size_t key_bytes, value_bytes;
 		const uint8_t *key = (const uint8_t *)leveldb_iter_key(iterator, &key_bytes);
 		const uint8_t *value;
@@ -1013,6 +1050,8 @@ int store_scan(struct store *store, const Quorum__ScanRequest *request, struct a
 		if (err < 0)
 			break;
 		response->n_entries++;
+		if (request->distinct_partition_keys)
+			skip_bytes = store_scan_skip_key(key, key_bytes, skip);
 	}
 	leveldb_iter_get_error(iterator, &error);
 	if (error) {
@@ -1027,601 +1066,4 @@ int store_scan(struct store *store, const Quorum__ScanRequest *request, struct a
 		return err;
 	*out = response;
 	return 0;
-}
-
-/* ------------------------------------------------ replication groups */
-
-static void store_group_key(uint8_t out[STORE_GROUP_KEY_BYTES], uint64_t table_id,
-			    uint64_t partition_id)
-{
-	out[0] = 'g';
-	key_put_u64(out + 1, table_id);
-	key_put_u64(out + 9, partition_id);
-}
-
-static void store_le_put(uint8_t *out, uint64_t value, int bytes)
-{
-	for (int i = 0; i < bytes; i++)
-		out[i] = (uint8_t)(value >> (8 * i));
-}
-
-static uint64_t store_le_get(const uint8_t *in, int bytes)
-{
-	uint64_t value = 0;
-
-	for (int i = 0; i < bytes; i++)
-		value |= (uint64_t)in[i] << (8 * i);
-	return value;
-}
-
-/* Encodes the applied state; returns its size. */
-static size_t store_group_value(uint8_t *out, uint64_t applied_slot, const uint32_t *members,
-				size_t member_count)
-{
-	out[0] = STORE_GROUP_FORMAT;
-	store_le_put(out + 1, applied_slot, 8);
-	store_le_put(out + 9, member_count, 4);
-	for (size_t i = 0; i < member_count; i++)
-		store_le_put(out + 13 + 4 * i, members[i], 4);
-	return 13 + 4 * member_count;
-}
-
-static int store_group_value_decode(const uint8_t *value, size_t value_bytes,
-				    uint64_t *applied_slot, uint32_t *members,
-				    size_t *member_count)
-{
-	size_t count;
-
-	if (value_bytes < 13 || value[0] != STORE_GROUP_FORMAT)
-		return -EIO;
-	count = (size_t)store_le_get(value + 9, 4);
-	if (count > PAXOS_MEMBERS_MAX || value_bytes != 13 + 4 * count)
-		return -EIO;
-	*applied_slot = store_le_get(value + 1, 8);
-	for (size_t i = 0; i < count; i++)
-		members[i] = (uint32_t)store_le_get(value + 13 + 4 * i, 4);
-	*member_count = count;
-	return 0;
-}
-
-int store_group_state(struct store *store, uint64_t table_id, uint64_t partition_id,
-		      uint64_t *applied_slot, uint32_t *members, size_t *member_count)
-{
-	uint8_t key[STORE_GROUP_KEY_BYTES];
-	char *error = NULL;
-	size_t value_bytes = 0;
-	char *value;
-	int err;
-
-	*applied_slot = 0;
-	*member_count = 0;
-	store_group_key(key, table_id, partition_id);
-	value = leveldb_get(store->db, store->read_options, (const char *)key, sizeof(key),
-			    &value_bytes, &error);
-	if (error) {
-		log_error("group %" PRIu64 "/%" PRIu64 ": reading the applied state failed: %s",
-			  table_id, partition_id, error);
-		leveldb_free(error);
-		leveldb_free(value);
-		return -EIO;
-	}
-	if (!value)
-		return 0;
-	err = store_group_value_decode((const uint8_t *)value, value_bytes, applied_slot, members,
-				       member_count);
-	leveldb_free(value);
-	if (err < 0)
-		log_error("group %" PRIu64 "/%" PRIu64 ": the applied state is damaged", table_id,
-			  partition_id);
-	return err;
-}
-
-/* A CONFIG entry's member list (paxos_config_encode's format, decoded here so the store
- * links without the core). The core validated it; a malformed one leaves the list as is. */
-static void store_group_config_decode(const uint8_t *value, size_t value_bytes,
-				      uint32_t *members, size_t *member_count)
-{
-	size_t count;
-
-	if (value_bytes < 4)
-		return;
-	count = (size_t)store_le_get(value, 4);
-	if (count == 0 || count > PAXOS_MEMBERS_MAX || value_bytes != 4 + 4 * count)
-		return;
-	for (size_t i = 0; i < count; i++)
-		members[i] = (uint32_t)store_le_get(value + 4 + 4 * i, 4);
-	*member_count = count;
-}
-
-/* Packs meta into the entry's result bytes. */
-static void store_group_result(struct group_apply *a, const Quorum__ItemMeta *meta)
-{
-	size_t size_bytes = quorum__item_meta__get_packed_size(meta);
-
-	if (size_bytes <= sizeof(a->result))
-		a->result_bytes = quorum__item_meta__pack(meta, a->result);
-}
-
-/* Calls fn for every key from start on while in_range says it is the group's, in order. */
-static int store_group_range(struct store_group *group, const uint8_t *start, size_t start_bytes,
-			     bool (*in_range)(const struct store_group *group, const uint8_t *key,
-					      size_t key_bytes),
-			     int (*fn)(void *ctx, const uint8_t *key, size_t key_bytes,
-				       const uint8_t *value, size_t value_bytes),
-			     void *ctx)
-{
-	leveldb_iterator_t *it;
-	char *error = NULL;
-	int err = 0;
-
-	it = leveldb_create_iterator(group->store->db, group->store->scan_options);
-	if (!it)
-		return -ENOMEM;
-	for (leveldb_iter_seek(it, (const char *)start, start_bytes);
-	     err == 0 && leveldb_iter_valid(it); leveldb_iter_next(it)) {
-		size_t key_bytes, value_bytes;
-		const uint8_t *key = (const uint8_t *)leveldb_iter_key(it, &key_bytes);
-		const uint8_t *value = (const uint8_t *)leveldb_iter_value(it, &value_bytes);
-
-		if (!in_range(group, key, key_bytes))
-			break;
-		err = fn(ctx, key, key_bytes, value, value_bytes);
-	}
-	leveldb_iter_get_error(it, &error);
-	leveldb_iter_destroy(it);
-	if (error) {
-		log_error("group %" PRIu64 "/%" PRIu64 ": reading its state failed: %s",
-			  group->table_id, group->partition_id, error);
-		leveldb_free(error);
-		return -EIO;
-	}
-	return err;
-}
-
-static bool store_group_has_item(const struct store_group *group, const uint8_t *key,
-				 size_t key_bytes)
-{
-	return key_bytes >= 17 && key[0] == KEY_STORAGE_PREFIX &&
-	       key_get_u64(key + 1) == group->table_id &&
-	       key_get_u64(key + 9) >= group->hash_first && key_get_u64(key + 9) <= group->hash_last;
-}
-
-static bool store_group_has_session(const struct store_group *group, const uint8_t *key,
-				    size_t key_bytes)
-{
-	return key_bytes == SESSION_KEY_BYTES && key[0] == SESSION_KEY_PREFIX &&
-	       key_get_u64(key + 1) == group->table_id &&
-	       key_get_u64(key + 9) == group->partition_id;
-}
-
-static int store_group_sessions(struct store_group *group,
-				int (*fn)(void *ctx, const uint8_t *key, size_t key_bytes,
-					  const uint8_t *value, size_t value_bytes),
-				void *ctx)
-{
-	uint8_t start[SESSION_KEY_BYTES];
-
-	session_key(start, group->table_id, group->partition_id, 0);
-	return store_group_range(group, start, sizeof(start), store_group_has_session, fn, ctx);
-}
-
-/* Every key of the group's state but its applied-state record: the items of its hash range,
- * then its client sessions. */
-static int store_group_each(struct store_group *group,
-			    int (*fn)(void *ctx, const uint8_t *key, size_t key_bytes,
-				      const uint8_t *value, size_t value_bytes),
-			    void *ctx)
-{
-	uint8_t start[17];
-	int err;
-
-	key_encode_hash_start(start, group->table_id, group->hash_first);
-	err = store_group_range(group, start, sizeof(start), store_group_has_item, fn, ctx);
-	return err < 0 ? err : store_group_sessions(group, fn, ctx);
-}
-
-/* The client session of id in the group (NULL: none yet). -EIO when unreadable. */
-static int store_session_read(struct store_group *group, const Quorum__RequestId *id,
-			      struct arena *arena, Quorum__ClientSession **out)
-{
-	uint8_t key[SESSION_KEY_BYTES];
-	char *error = NULL;
-	size_t value_bytes = 0;
-	char *value;
-	int err;
-
-	*out = NULL;
-	session_key(key, group->table_id, group->partition_id, id->client_id);
-	value = leveldb_get(group->store->db, group->store->read_options, (const char *)key,
-			    sizeof(key), &value_bytes, &error);
-	if (error) {
-		log_error("group %" PRIu64 "/%" PRIu64 ": reading a client session failed: %s",
-			  group->table_id, group->partition_id, error);
-		leveldb_free(error);
-		leveldb_free(value);
-		return -EIO;
-	}
-	if (!value)
-		return 0;
-	err = session_decode((const uint8_t *)value, value_bytes, arena, out);
-	leveldb_free(value);
-	if (err == -EBADMSG) {
-		log_error("group %" PRIu64 "/%" PRIu64 ": the session of client %016" PRIx64
-			  " is damaged", group->table_id, group->partition_id, id->client_id);
-		err = -EIO;
-	}
-	return err;
-}
-
-/* Stages the session of id with the entry's outcome in gw's batch. */
-static int store_session_stage(struct store_group *group, const Quorum__RequestId *id,
-			       Quorum__ClientSession *session, int64_t now_ns,
-			       const struct group_apply *a, struct arena *arena,
-			       struct store_group_write *gw)
-{
-	uint8_t key[SESSION_KEY_BYTES];
-	uint8_t *value;
-	size_t value_bytes;
-	int err;
-
-	err = session_record(arena, &session, id, now_ns, a->status, a->result, a->result_bytes);
-	if (!err)
-		err = session_encode(session, &value, &value_bytes);
-	if (err < 0)
-		return err;
-	session_key(key, group->table_id, group->partition_id, id->client_id);
-	leveldb_writebatch_put(gw->batch, (const char *)key, sizeof(key), (const char *)value,
-			       value_bytes);
-	free(value);
-	return 0;
-}
-
-struct store_sweep {
-	struct store_group_write *gw;
-	int64_t now_ns;
-	struct arena *arena;
-};
-
-static int store_sweep_session(void *ctx, const uint8_t *key, size_t key_bytes,
-			       const uint8_t *value, size_t value_bytes)
-{
-	struct store_sweep *sweep = ctx;
-	Quorum__ClientSession *session;
-
-	/* A damaged session is kept: reading it fails its client's next write loudly. */
-	if (session_decode(value, value_bytes, sweep->arena, &session) == 0 &&
-	    session_idle(session, sweep->now_ns))
-		leveldb_writebatch_delete(sweep->gw->batch, (const char *)key, key_bytes);
-	return 0;
-}
-
-/* Applies one decoded command in gw's batch: its outcome goes to a->status, a->result; a
- * write the client's session has answered before is answered the same way and changes
- * nothing. Returns 0, or -EIO/-ENOMEM when the store failed (nothing may be written). */
-static int store_group_command(struct store_group *group, const Quorum__GroupCommand *command,
-			       uint64_t slot, struct store_group_write *gw, struct arena *arena,
-			       struct group_apply *a)
-{
-	const Quorum__RequestId *id = command->request_id;
-	Quorum__ClientSession *session = NULL;
-	const Quorum__SessionReply *reply;
-	Quorum__ItemMeta *meta = NULL;
-	Quorum__UpdateItemRequest update;
-	int err;
-
-	if (id && (id->client_id == 0 || id->floor > id->seq)) {
-		a->status = -EINVAL;
-		return 0;
-	}
-	if (id) {
-		err = store_session_read(group, id, arena, &session);
-		if (err < 0)
-			return err;
-		switch (session_check(session, id, &reply)) {
-		case SESSION_ANSWERED:
-			a->status = reply->status;
-			if (reply->has_result && reply->result.len <= sizeof(a->result)) {
-				memcpy(a->result, reply->result.data, reply->result.len);
-				a->result_bytes = reply->result.len;
-			}
-			return 0;
-		case SESSION_FORGOTTEN:
-			/* A late copy of a write its client has given up on. */
-			a->status = -ETIMEDOUT;
-			return 0;
-		case SESSION_NEW:
-			break;
-		}
-	}
-	gw->item_max_bytes = command->has_item_max_bytes ? command->item_max_bytes : 0;
-	switch (command->op_case) {
-	case QUORUM__GROUP_COMMAND__OP_PUT_ITEM:
-		a->status = store_put_at(group->store, command->put_item, arena, &meta, gw);
-		break;
-	case QUORUM__GROUP_COMMAND__OP_DELETE_ITEM:
-		a->status = store_delete_at(group->store, command->delete_item, gw);
-		break;
-	case QUORUM__GROUP_COMMAND__OP_UPDATE_ITEM:
-		/* Time comes from the proposer: every replica stamps the same ctime. */
-		update = *command->update_item;
-		if (!update.has_ctime_ns) {
-			update.has_ctime_ns = true;
-			update.ctime_ns = command->now_ns;
-		}
-		a->status = store_update_at(group->store, &update, arena, &meta, gw);
-		break;
-	default:
-		a->status = -EINVAL;
-		break;
-	}
-	/* An I/O failure of the item write is the store's, not the command's. */
-	if (a->status == -EIO || a->status == -ENOMEM)
-		return a->status;
-	if (a->status == 0 && meta)
-		store_group_result(a, meta);
-	if (id) {
-		err = store_session_stage(group, id, session, command->now_ns, a, arena, gw);
-		if (err < 0)
-			return err;
-	}
-	if (slot % STORE_SESSION_SWEEP_SLOTS == 0) {
-		struct store_sweep sweep = { gw, command->now_ns, arena };
-
-		return store_group_sessions(group, store_sweep_session, &sweep);
-	}
-	return 0;
-}
-
-/* Applies one entry and its applied slot in one synced batch. */
-static int store_group_apply_one(struct store_group *group, struct group_apply *a,
-				 const uint32_t *members, size_t member_count)
-{
-	struct store_group_write gw = { 0 };
-	uint8_t key[STORE_GROUP_KEY_BYTES], value[STORE_GROUP_VALUE_BYTES_MAX];
-	char *error = NULL;
-	int err = 0;
-
-	a->status = 0;
-	a->result_bytes = 0;
-	gw.batch = leveldb_writebatch_create();
-	if (!gw.batch)
-		return -ENOMEM;
-	if (a->type == PAXOS_ENTRY_NORMAL) {
-		struct arena *arena = arena_new();
-		Quorum__GroupCommand *command;
-
-		if (!arena) {
-			leveldb_writebatch_destroy(gw.batch);
-			return -ENOMEM;
-		}
-		command = quorum__group_command__unpack(arena_protobuf_allocator(arena),
-							a->command_bytes, a->command);
-		if (!command || command->version < 1)
-			a->status = -EINVAL;	/* a result: nothing changes but the slot */
-		else
-			err = store_group_command(group, command, a->slot, &gw, arena, a);
-		arena_free(arena);
-	}
-	if (!err) {
-		store_group_key(key, group->table_id, group->partition_id);
-		leveldb_writebatch_put(gw.batch, (const char *)key, sizeof(key), (const char *)value,
-				       store_group_value(value, a->slot, members, member_count));
-		leveldb_write(group->store->db, group->store->write_options, gw.batch, &error);
-		if (error) {
-			log_error("group %" PRIu64 "/%" PRIu64 ": applying slot %" PRIu64
-				  " failed: %s", group->table_id, group->partition_id, a->slot,
-				  error);
-			leveldb_free(error);
-			err = -EIO;
-		}
-	}
-	leveldb_writebatch_destroy(gw.batch);
-	return err;
-}
-
-int store_group_apply(struct store_group *group, struct group_apply *entries, size_t count)
-{
-	uint32_t members[PAXOS_MEMBERS_MAX];
-	size_t member_count;
-	uint64_t applied_slot;
-	int err;
-
-	/* Members carry over from entry to entry; a CONFIG entry replaces them. */
-	err = store_group_state(group->store, group->table_id, group->partition_id,
-				&applied_slot, members, &member_count);
-	if (err < 0)
-		return err;
-	for (size_t i = 0; i < count; i++) {
-		struct group_apply *a = &entries[i];
-
-		if (a->slot <= applied_slot)
-			continue;	/* already in the store (a crash before the WAL knew) */
-		if (a->type == PAXOS_ENTRY_CONFIG)
-			store_group_config_decode(a->command, a->command_bytes, members,
-						  &member_count);
-		err = store_group_apply_one(group, a, members, member_count);
-		if (err < 0)
-			return err;
-		applied_slot = a->slot;
-	}
-	return 0;
-}
-
-struct store_snapshot_buf {
-	uint8_t *bytes;
-	size_t size_bytes;
-	size_t cap_bytes;
-};
-
-static int store_snapshot_append(struct store_snapshot_buf *b, const void *data, size_t size)
-{
-	if (b->size_bytes + size > b->cap_bytes) {
-		size_t cap = b->cap_bytes ? b->cap_bytes : 4096;
-		uint8_t *p;
-
-		while (cap < b->size_bytes + size)
-			cap *= 2;
-		p = realloc(b->bytes, cap);
-		if (!p)
-			return -ENOMEM;
-		b->bytes = p;
-		b->cap_bytes = cap;
-	}
-	memcpy(b->bytes + b->size_bytes, data, size);
-	b->size_bytes += size;
-	return 0;
-}
-
-static int store_snapshot_item(void *ctx, const uint8_t *key, size_t key_bytes,
-			       const uint8_t *value, size_t value_bytes)
-{
-	struct store_snapshot_buf *b = ctx;
-	uint8_t len[4];
-	int err;
-
-	if (key_bytes > UINT32_MAX || value_bytes > UINT32_MAX)
-		return -EFBIG;
-	store_le_put(len, key_bytes, 4);
-	err = store_snapshot_append(b, len, 4);
-	if (!err)
-		err = store_snapshot_append(b, key, key_bytes);
-	store_le_put(len, value_bytes, 4);
-	if (!err)
-		err = store_snapshot_append(b, len, 4);
-	if (!err)
-		err = store_snapshot_append(b, value, value_bytes);
-	return err;
-}
-
-static int store_group_snapshot_get(void *ctx, uint8_t **bytes, size_t *size_bytes,
-				    uint64_t *through_slot)
-{
-	struct store_group *group = ctx;
-	struct store_snapshot_buf b = { 0 };
-	uint8_t head[STORE_GROUP_VALUE_BYTES_MAX];
-	uint32_t members[PAXOS_MEMBERS_MAX];
-	size_t member_count;
-	uint64_t applied_slot;
-	int err;
-
-	/* The state and the items must be of the same moment: one thread applies. */
-	err = store_group_state(group->store, group->table_id, group->partition_id,
-				&applied_slot, members, &member_count);
-	if (err < 0)
-		return err;
-	err = store_snapshot_append(&b, head, store_group_value(head, applied_slot, members,
-								member_count));
-	if (!err)
-		err = store_group_each(group, store_snapshot_item, &b);
-	if (err < 0) {
-		free(b.bytes);
-		return err;
-	}
-	*bytes = b.bytes;
-	*size_bytes = b.size_bytes;
-	*through_slot = applied_slot;
-	return 0;
-}
-
-static int store_snapshot_delete(void *ctx, const uint8_t *key, size_t key_bytes,
-				 const uint8_t *value, size_t value_bytes)
-{
-	(void)value;
-	(void)value_bytes;
-	leveldb_writebatch_delete(ctx, (const char *)key, key_bytes);
-	return 0;
-}
-
-static int store_group_snapshot_install(void *ctx, uint64_t through_slot, const uint8_t *bytes,
-					size_t size_bytes, const uint32_t *members,
-					size_t member_count)
-{
-	struct store_group *group = ctx;
-	uint32_t snap_members[PAXOS_MEMBERS_MAX];
-	uint8_t key[STORE_GROUP_KEY_BYTES], value[STORE_GROUP_VALUE_BYTES_MAX];
-	leveldb_writebatch_t *batch;
-	size_t snap_count, offset;
-	uint64_t snap_slot;
-	char *error = NULL;
-	int err;
-
-	if (size_bytes < 13 || member_count > PAXOS_MEMBERS_MAX)
-		return -EINVAL;
-	offset = 13 + 4 * (size_t)store_le_get(bytes + 9, 4);
-	if (offset > size_bytes ||
-	    store_group_value_decode(bytes, offset, &snap_slot, snap_members, &snap_count) != 0 ||
-	    snap_slot != through_slot)
-		return -EINVAL;
-	batch = leveldb_writebatch_create();
-	if (!batch)
-		return -ENOMEM;
-	err = store_group_each(group, store_snapshot_delete, batch);
-	while (!err && offset < size_bytes) {
-		size_t key_bytes, value_bytes;
-		const uint8_t *k, *v;
-
-		if (size_bytes - offset < 4)
-			break;
-		key_bytes = (size_t)store_le_get(bytes + offset, 4);
-		if (size_bytes - offset - 4 < key_bytes + 4) {
-			err = -EINVAL;
-			break;
-		}
-		k = bytes + offset + 4;
-		value_bytes = (size_t)store_le_get(k + key_bytes, 4);
-		if (size_bytes - offset - 8 - key_bytes < value_bytes) {
-			err = -EINVAL;
-			break;
-		}
-		v = k + key_bytes + 4;
-		if (!store_group_has_item(group, k, key_bytes) &&
-		    !store_group_has_session(group, k, key_bytes)) {
-			err = -EINVAL;
-			break;
-		}
-		leveldb_writebatch_put(batch, (const char *)k, key_bytes, (const char *)v,
-				       value_bytes);
-		offset += 8 + key_bytes + value_bytes;
-	}
-	if (!err && offset != size_bytes)
-		err = -EINVAL;
-	if (!err) {
-		store_group_key(key, group->table_id, group->partition_id);
-		leveldb_writebatch_put(batch, (const char *)key, sizeof(key), (const char *)value,
-				       store_group_value(value, through_slot,
-							 member_count ? members : snap_members,
-							 member_count ? member_count : snap_count));
-		leveldb_write(group->store->db, group->store->write_options, batch, &error);
-		if (error) {
-			log_error("group %" PRIu64 "/%" PRIu64 ": installing a snapshot failed: %s",
-				  group->table_id, group->partition_id, error);
-			leveldb_free(error);
-			err = -EIO;
-		}
-	}
-	leveldb_writebatch_destroy(batch);
-	return err;
-}
-
-static int store_group_sm_apply(void *ctx, struct group_apply *entries, size_t count)
-{
-	return store_group_apply(ctx, entries, count);
-}
-
-static int store_group_sm_state(void *ctx, uint64_t *applied_slot, uint32_t *members,
-				size_t *member_count)
-{
-	struct store_group *group = ctx;
-
-	return store_group_state(group->store, group->table_id, group->partition_id,
-				 applied_slot, members, member_count);
-}
-
-void store_group_sm(struct store_group *ctx, struct group_sm *sm)
-{
-	sm->ctx = ctx;
-	sm->apply = store_group_sm_apply;
-	sm->snapshot_get = store_group_snapshot_get;
-	sm->snapshot_install = store_group_snapshot_install;
-	sm->state = store_group_sm_state;
 }

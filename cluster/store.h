@@ -19,7 +19,6 @@
 #define QUORUM_STORE_H
 
 #include "cluster/arena.h"
-#include "cluster/group.h"
 #include "quorum.pb-c.h"
 
 #include <stdbool.h>
@@ -60,7 +59,8 @@ int store_get(struct store *store, const Quorum__ItemKey *key, bool meta_only,
  * Errors: -EEXIST (COND_ABSENT, the item exists), -ENOENT (COND_VERSION,
  * absent), -ESTALE (COND_VERSION, another version), -EFBIG (body over the
  * item limit), -EINVAL (a file type other than regular or symlink; no type
- * bits means regular), xattr errors as store_update; nothing changes on
+ * bits means regular; a directory marker, the item with an empty sort key,
+ * is always a directory), xattr errors as store_update; nothing changes on
  * error. */
 int store_put(struct store *store, const Quorum__PutItemRequest *request, struct arena *arena,
 	      Quorum__ItemMeta **meta);
@@ -90,70 +90,15 @@ int store_update(struct store *store, const Quorum__UpdateItemRequest *request,
 /* One page of a table's items whose hash lies in [hash_first, hash_last]
  * (inclusive), in storage order, strictly after request->after when given,
  * at most limit (capped at STORE_SCAN_LIMIT_MAX) entries, without bodies.
- * With partition_key, only that key's items (a query). (*out)->more tells
- * whether the range holds further items. -EINVAL for a zero limit or table
- * id, an empty range, or a malformed after/partition_key; -EIO when an item
- * of the page is damaged. */
+ * With partition_key, only that key's items (a query). With
+ * distinct_partition_keys, one entry per partition key, its first item (the
+ * directory marker, keys.h, when it has one), and after skips every item of
+ * after's partition key: each partition key costs one entry and one seek,
+ * however many sort keys it holds. (*out)->more tells whether the range
+ * holds further items. -EINVAL for a zero limit or table id, an empty
+ * range, or a malformed after/partition_key; -EIO when an item of the page
+ * is damaged. */
 int store_scan(struct store *store, const Quorum__ScanRequest *request, struct arena *arena,
 	       Quorum__ScanResponse **out);
-
-/* ------------------------------------------------ replication groups
- *
- * The state machine of a replication group (group.h) over the store. A
- * group's applied state lives under its own key
- *	'g' | table_id (8, big-endian) | partition_id (8, big-endian)
- * whose value is: version (1 byte, 1), applied slot (8, little endian),
- * member count (4), member ids (4 each). Every committed entry is applied
- * in ONE LevelDB write batch together with this record (slot = the entry's
- * slot), so after a crash the store holds exactly the slots up to its
- * applied slot: the group skips those and applies the rest, never twice,
- * never skipping. Every batch is synced: syncing only the last of an apply
- * call is not enough, since LevelDB closes a full log file without a sync
- * when it switches memtables, and a power loss could then keep a later
- * applied slot while losing an earlier batch.
- *
- * A NORMAL entry's command is a GroupCommand (quorum.proto): put, delete or
- * update, applied as store_put/store_delete/store_update are, except that
- * what could differ between replicas comes from the proposer: an update
- * without ctime takes the command's now_ns, never the clock, and the item
- * limit is the command's item_max_bytes when given. The command's outcome
- * (0 or a negative errno such as -EEXIST) is the entry's status; a put or
- * update that succeeded returns the packed ItemMeta as result bytes. A
- * command that does not decode has status -EINVAL and changes nothing but
- * the applied slot. A command with a request id goes through its client's
- * session (session.h), in the same batch: a seq answered before gets the
- * same status and result again and changes nothing; a seq below the
- * session's floor gets -ETIMEDOUT and changes nothing. Every
- * STORE_SESSION_SWEEP_SLOTS slots, a command also drops idle sessions.
- *
- * Snapshot (bytes, little endian): version 1 (1 byte), applied slot (8),
- * member count (4), members (4 each), then for every item of the group's
- * hash range and every client session of the group: key length (4), key,
- * value length (4), value. Installing one replaces the group's items,
- * sessions and applied state in one synced batch. */
-#define STORE_GROUP_KEY_BYTES 17
-#define STORE_GROUP_VALUE_BYTES_MAX (1 + 8 + 4 + 4 * PAXOS_MEMBERS_MAX)
-#define STORE_GROUP_FORMAT 1
-
-struct store_group {
-	struct store *store;
-	uint64_t table_id;
-	uint64_t partition_id;
-	uint64_t hash_first;		/* the partition's hash range, inclusive */
-	uint64_t hash_last;
-};
-
-/* Fills *sm with the state machine of the group ctx describes; ctx must
- * outlive the group. */
-void store_group_sm(struct store_group *ctx, struct group_sm *sm);
-
-/* The group's applied slot and members (0 and none when never applied).
- * -EIO when the record cannot be read or is damaged. */
-int store_group_state(struct store *store, uint64_t table_id, uint64_t partition_id,
-		      uint64_t *applied_slot, uint32_t *members, size_t *member_count);
-
-/* group_sm.apply: see above. Returns 0 or -EIO/-ENOMEM (nothing more
- * applied than the applied slot says). */
-int store_group_apply(struct store_group *group, struct group_apply *entries, size_t count);
 
 #endif

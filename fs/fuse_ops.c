@@ -1,7 +1,11 @@
 /* fuse_ops.c: the FUSE low-level callbacks of the mount (see fuse_ops.h
  * and DESIGN.md, "Filesystem mapping"). Inode 1 is the root and lists the
  * tables; a table is a directory; an item is a file (or a symlink whose
- * body is the target). Every callback resolves its inode in the inode
+ * body is the target). A table with a sort key holds a directory per
+ * partition key (partition_dir.h), and those hold the items, named by sort
+ * key; files directly in such a table are refused (EPERM), as are
+ * directories anywhere else but in the root and in such a table. Every
+ * callback resolves its inode in the inode
  * table, calls the router and replies; router errors go back to the
  * kernel as they are (fs_reply_error is the one place that maps them).
  *
@@ -17,6 +21,7 @@
 #include "cluster/log.h"
 #include "fs/handle.h"
 #include "fs/inode.h"
+#include "fs/partition_dir.h"
 
 #include <fuse3/fuse_lowlevel.h>
 
@@ -132,6 +137,23 @@ static void fs_stat_table(const struct router_table *table, uint64_t number, str
 	st->st_ctim = fs_timespec(table->ctime_ns);
 }
 
+/* A partition key's directory in a table with a sort key. */
+static void fs_stat_partition(const struct item_attr *attr, uint64_t number, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = number;
+	st->st_mode = S_IFDIR | (attr->mode & 07777);
+	st->st_nlink = 2;
+	st->st_uid = attr->uid;
+	st->st_gid = attr->gid;
+	st->st_size = FS_BLOCK_BYTES;
+	st->st_blocks = FS_BLOCK_BYTES / 512;
+	st->st_blksize = FS_IO_BLOCK_BYTES;
+	st->st_mtim = fs_timespec(attr->mtime_ns);
+	st->st_atim = st->st_mtim;
+	st->st_ctim = fs_timespec(attr->ctime_ns);
+}
+
 static void fs_stat_item(const struct item_attr *attr, uint64_t number, bool unlinked,
 			 struct stat *st)
 {
@@ -203,21 +225,71 @@ static int fs_item_attr(struct fs *fs, uint64_t number, const struct inode_name 
 	return 0;
 }
 
-/* The table a directory inode (parent of an item) names. */
-static int fs_parent_table(struct fs *fs, fuse_ino_t parent, struct inode_name *name,
-			   struct router_table *table)
+/* A directory that holds items: a table without a sort key, or a
+ * partition key's directory in a table with one. */
+struct fs_dir {
+	struct inode_name name;    /* the directory's */
+	struct router_table table;
+	const char *partition_key; /* NULL for a table; else name.key */
+	bool lists_partitions;     /* a table with a sort key: holds directories only */
+};
+
+/* The directory inode parent (of an item, or with lists_partitions of a
+ * partition key's directory). */
+static int fs_parent_dir(struct fs *fs, fuse_ino_t parent, struct fs_dir *dir)
 {
-	int rc = inode_get_name(fs->inodes, parent, name);
+	int rc = inode_get_name(fs->inodes, parent, &dir->name);
+
+	dir->partition_key = NULL;
+	dir->lists_partitions = false;
+	if (rc)
+		return rc;
+	if (dir->name.kind == INODE_ITEM)
+		return -ENOTDIR;
+	if (dir->name.kind == INODE_ROOT)
+		return -EPERM;
+	if (dir->name.unlinked)
+		return -ENOENT;
+	rc = router_get_table(fs->router, dir->name.table, &dir->table);
+	if (rc)
+		return rc;
+	if (dir->name.kind == INODE_PARTITION) {
+		/* A table of the same name, recreated without a sort key. */
+		if (!dir->table.has_sort_key)
+			return -ENOENT;
+		dir->partition_key = dir->name.key;
+	} else {
+		dir->lists_partitions = dir->table.has_sort_key;
+	}
+	return 0;
+}
+
+/* A directory that files can be made in: -EPERM for a table with a sort
+ * key, whose entries are directories. */
+static int fs_parent_item_dir(struct fs *fs, fuse_ino_t parent, struct fs_dir *dir)
+{
+	int rc = fs_parent_dir(fs, parent, dir);
+
+	if (rc == 0 && dir->lists_partitions)
+		rc = -EPERM;
+	return rc;
+}
+
+/* The key of the item name in dir, as the inode table and router.h's
+ * string form name it: the name, or "P/name" in a partition key's
+ * directory. Checks the name. */
+static int fs_item_key(const struct fs_dir *dir, const char *name,
+		       char key[INODE_KEY_MAX_BYTES + 1])
+{
+	int rc = key_validate_name(name, strlen(name));
 
 	if (rc)
 		return rc;
-	if (name->kind == INODE_ITEM)
-		return -ENOTDIR;
-	if (name->kind != INODE_TABLE)
-		return -EPERM;
-	if (name->unlinked)
-		return -ENOENT;
-	return router_get_table(fs->router, name->table, table);
+	if (dir->partition_key)
+		snprintf(key, INODE_KEY_MAX_BYTES + 1, "%s/%s", dir->partition_key, name);
+	else
+		snprintf(key, INODE_KEY_MAX_BYTES + 1, "%s", name);
+	return 0;
 }
 
 /* Replies an entry for an item just resolved or made, counting a lookup. */
@@ -240,6 +312,27 @@ static void fs_reply_item_entry(fuse_req_t req, const char *table, const char *k
 	if (handle_find_attr(fs->inodes, number, false, &overlay))
 		attr = &overlay;
 	fs_stat_item(attr, number, false, &entry.attr);
+	if (fuse_reply_entry(req, &entry))
+		inode_forget(fs->inodes, number, 1);
+}
+
+/* Replies an entry for a partition key's directory, counting a lookup. */
+static void fs_reply_partition_entry(fuse_req_t req, const char *table,
+				     const char *partition_key, const struct item_attr *attr)
+{
+	struct fs *fs = fs_of(req);
+	struct fuse_entry_param entry;
+	uint64_t number;
+	int rc;
+
+	rc = inode_ref(fs->inodes, INODE_PARTITION, table, partition_key, &number);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	fs_entry_init(fs, &entry);
+	entry.ino = number;
+	fs_stat_partition(attr, number, &entry.attr);
 	if (fuse_reply_entry(req, &entry))
 		inode_forget(fs->inodes, number, 1);
 }
@@ -290,6 +383,9 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct inode_name parent_name;
 	struct router_table table;
 	struct router_item item;
+	struct item_attr attr;
+	struct fs_dir dir;
+	char key[INODE_KEY_MAX_BYTES + 1];
 	int rc;
 
 	rc = inode_get_name(fs->inodes, parent, &parent_name);
@@ -307,14 +403,24 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			fs_reply_table_entry(req, &table);
 		return;
 	}
-	rc = fs_parent_table(fs, parent, &parent_name, &table);
+	rc = fs_parent_dir(fs, parent, &dir);
+	if (rc == 0 && dir.lists_partitions) {
+		rc = partition_dir_get_attr(fs->router, &dir.table, name, &attr);
+		if (rc)
+			fs_reply_error(req, rc);
+		else
+			fs_reply_partition_entry(req, dir.name.table, name, &attr);
+		return;
+	}
 	if (rc == 0)
-		rc = router_get_item(fs->router, &table, name, true, &item);
+		rc = fs_item_key(&dir, name, key);
+	if (rc == 0)
+		rc = router_get_item(fs->router, &dir.table, key, true, &item);
 	if (rc) {
 		fs_reply_error(req, rc);
 		return;
 	}
-	fs_reply_item_entry(req, parent_name.table, name, &item.attr);
+	fs_reply_item_entry(req, dir.name.table, key, &item.attr);
 	router_item_free(&item);
 }
 
@@ -335,6 +441,23 @@ static void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_
 }
 
 /* ------------------------------------------------------------ attributes */
+
+/* The attributes of a partition key's directory the inode names. */
+static int fs_partition_attr(struct fs *fs, const struct inode_name *name,
+			     struct item_attr *out)
+{
+	struct router_table table;
+	int rc;
+
+	if (name->unlinked)
+		return -ENOENT;
+	rc = router_get_table(fs->router, name->table, &table);
+	if (rc == 0 && !table.has_sort_key)
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = partition_dir_get_attr(fs->router, &table, name->key, out);
+	return rc;
+}
 
 static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -364,6 +487,11 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		rc = fs_item_attr(fs, ino, &name, &attr);
 		if (rc == 0)
 			fs_stat_item(&attr, ino, name.unlinked, &st);
+		break;
+	case INODE_PARTITION:
+		rc = fs_partition_attr(fs, &name, &attr);
+		if (rc == 0)
+			fs_stat_partition(&attr, ino, &st);
 		break;
 	}
 	if (rc)
@@ -414,6 +542,55 @@ static void fs_setattr_table(fuse_req_t req, fuse_ino_t ino, const struct inode_
 	fuse_reply_attr(req, &st, fs->cache_timeout_s);
 }
 
+/* chmod, chown and utimens of a partition key's directory: its marker. */
+static void fs_setattr_partition(fuse_req_t req, fuse_ino_t ino, const struct inode_name *name,
+				 const struct stat *attr, int to_set)
+{
+	struct fs *fs = fs_of(req);
+	struct router_update update = { 0 };
+	struct router_table table;
+	struct item_attr result;
+	struct stat st;
+	int rc = 0;
+
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		fs_reply_error(req, -EISDIR);
+		return;
+	}
+	update.set_mode = to_set & FUSE_SET_ATTR_MODE;
+	update.mode = attr->st_mode & 07777;
+	update.set_uid = to_set & FUSE_SET_ATTR_UID;
+	update.uid = attr->st_uid;
+	update.set_gid = to_set & FUSE_SET_ATTR_GID;
+	update.gid = attr->st_gid;
+	update.set_mtime = to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
+	update.set_ctime = true;
+	update.ctime_ns = clock_realtime_ns();
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		update.mtime_ns = update.ctime_ns;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		rc = fs_timespec_ns(&attr->st_mtim, &update.mtime_ns);
+	if (rc == 0 && name->unlinked)
+		rc = -ENOENT;
+	if (rc == 0 && !update.set_mode && !update.set_uid && !update.set_gid &&
+	    !update.set_mtime) {
+		/* atime only: reads never change times, nothing to store. */
+		rc = fs_partition_attr(fs, name, &result);
+	} else if (rc == 0) {
+		rc = router_get_table(fs->router, name->table, &table);
+		if (rc == 0 && !table.has_sort_key)
+			rc = -ENOENT;
+		if (rc == 0)
+			rc = partition_dir_update(fs->router, &table, name->key, &update, &result);
+	}
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	fs_stat_partition(&result, ino, &st);
+	fuse_reply_attr(req, &st, fs->cache_timeout_s);
+}
+
 /* chmod, chown, utimens and truncate of an item. With a dirty open handle
  * the change goes to the handle(s) and lands with their put; otherwise it
  * is an in-place update of the stored item, mirrored into open handles so
@@ -457,8 +634,8 @@ static void fs_setattr_item(fuse_req_t req, fuse_ino_t ino, const struct inode_n
 		goto reply;
 	}
 	/* Unlinked: only the open handles are left to carry it. */
-	rc = handle_apply_change(fs->inodes, ino, &change, !name->unlinked, fs->item_max_bytes,
-				 &applied, &result);
+	rc = handle_apply_change(fs->inodes, ino, &change, !name->unlinked,
+				 router_item_max_bytes(fs->router), &applied, &result);
 	if (rc || applied) {
 		if (rc == 0 && name->unlinked)
 			rc = fs_item_attr(fs, ino, name, &result);
@@ -486,7 +663,8 @@ static void fs_setattr_item(fuse_req_t req, fuse_ino_t ino, const struct inode_n
 	if (rc == 0) {
 		struct item_attr mirrored;
 		int mirror_rc = handle_apply_change(fs->inodes, ino, &change, false,
-						    fs->item_max_bytes, &applied, &mirrored);
+						    router_item_max_bytes(fs->router), &applied,
+						    &mirrored);
 
 		if (mirror_rc)
 			log_warn("setattr of inode %llu stored, but not applied to its open "
@@ -535,6 +713,9 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 	case INODE_ITEM:
 		fs_setattr_item(req, ino, &name, attr, to_set);
 		return;
+	case INODE_PARTITION:
+		fs_setattr_partition(req, ino, &name, attr, to_set);
+		return;
 	}
 }
 
@@ -581,6 +762,31 @@ static void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /* --------------------------------------------------------- names: tables */
 
+/* mkdir T/P in a table with a sort key: P's directory marker. */
+static void fs_mkdir_partition(fuse_req_t req, fuse_ino_t parent, const char *name,
+			       mode_t mode)
+{
+	struct fs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct item_attr attr;
+	struct fs_dir dir;
+	int rc;
+
+	rc = fs_parent_dir(fs, parent, &dir);
+	/* Directories nest two levels deep: tables, then partition keys. */
+	if (rc == 0 && !dir.lists_partitions)
+		rc = -EPERM;
+	if (rc == 0)
+		rc = fs_check_name(name);
+	if (rc == 0)
+		rc = partition_dir_create(fs->router, &dir.table, name, mode & 07777, ctx->uid,
+					  ctx->gid, &attr);
+	if (rc)
+		fs_reply_error(req, rc);
+	else
+		fs_reply_partition_entry(req, dir.name.table, name, &attr);
+}
+
 static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct fs *fs = fs_of(req);
@@ -592,8 +798,11 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	rc = inode_get_name(fs->inodes, parent, &parent_name);
 	if (rc == 0 && parent_name.kind == INODE_ITEM)
 		rc = -ENOTDIR;
-	else if (rc == 0 && parent_name.kind == INODE_TABLE)
-		rc = -EPERM;   /* a table holds items only (sort keys come later) */
+	if (rc == 0 && parent_name.kind != INODE_ROOT) {
+		/* In a table without a sort key, items only: EPERM. */
+		fs_mkdir_partition(req, parent, name, mode);
+		return;
+	}
 	if (rc == 0)
 		rc = fs_check_name(name);
 	if (rc == 0)
@@ -605,6 +814,26 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		fs_reply_table_entry(req, &table);
 }
 
+/* rmdir T/P in a table with a sort key. */
+static void fs_rmdir_partition(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_dir dir;
+	int rc;
+
+	rc = fs_parent_dir(fs, parent, &dir);
+	/* Only the partition keys of a table with a sort key are directories. */
+	if (rc == 0 && !dir.lists_partitions)
+		rc = -ENOTDIR;
+	if (rc == 0)
+		rc = fs_check_name(name);
+	if (rc == 0)
+		rc = partition_dir_remove(fs->router, &dir.table, name);
+	if (rc == 0)
+		inode_mark_unlinked(fs->inodes, INODE_PARTITION, dir.name.table, name);
+	fs_reply_status(req, rc);
+}
+
 static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
@@ -612,8 +841,10 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 
 	rc = inode_get_name(fs->inodes, parent, &parent_name);
-	if (rc == 0 && parent_name.kind != INODE_ROOT)
-		rc = -ENOTDIR;
+	if (rc == 0 && parent_name.kind != INODE_ROOT) {
+		fs_rmdir_partition(req, parent, name);
+		return;
+	}
 	if (rc == 0)
 		rc = fs_check_name(name);
 	if (rc == 0)
@@ -654,41 +885,43 @@ static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 			dev_t rdev)
 {
 	struct fs *fs = fs_of(req);
-	struct inode_name parent_name;
-	struct router_table table;
+	char key[INODE_KEY_MAX_BYTES + 1];
 	struct item_attr attr;
+	struct fs_dir dir;
 	int rc;
 
 	(void)rdev;
 	/* Only regular files are items; devices, fifos and sockets are not. */
-	rc = S_ISREG(mode) ? fs_parent_table(fs, parent, &parent_name, &table) : -EPERM;
+	rc = S_ISREG(mode) ? fs_parent_item_dir(fs, parent, &dir) : -EPERM;
 	if (rc == 0)
-		rc = fs_check_name(name);
+		rc = fs_item_key(&dir, name, key);
 	if (rc == 0)
-		rc = fs_put_new_item(req, &table, name, S_IFREG | (mode & 07777), NULL, 0, &attr);
+		rc = fs_put_new_item(req, &dir.table, key, S_IFREG | (mode & 07777), NULL, 0,
+				     &attr);
 	if (rc)
 		fs_reply_error(req, rc);
 	else
-		fs_reply_item_entry(req, parent_name.table, name, &attr);
+		fs_reply_item_entry(req, dir.name.table, key, &attr);
 }
 
 static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
-	struct inode_name parent_name;
-	struct router_table table;
+	char key[INODE_KEY_MAX_BYTES + 1];
 	struct item_attr attr;
+	struct fs_dir dir;
 	int rc;
 
-	rc = fs_parent_table(fs, parent, &parent_name, &table);
+	rc = fs_parent_item_dir(fs, parent, &dir);
 	if (rc == 0)
-		rc = fs_check_name(name);
+		rc = fs_item_key(&dir, name, key);
 	if (rc == 0)
-		rc = fs_put_new_item(req, &table, name, S_IFLNK | 0777, link, strlen(link), &attr);
+		rc = fs_put_new_item(req, &dir.table, key, S_IFLNK | 0777, link, strlen(link),
+				     &attr);
 	if (rc)
 		fs_reply_error(req, rc);
 	else
-		fs_reply_item_entry(req, parent_name.table, name, &attr);
+		fs_reply_item_entry(req, dir.name.table, key, &attr);
 }
 
 static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -703,17 +936,17 @@ static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, con
 static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
-	struct inode_name parent_name;
-	struct router_table table;
+	char key[INODE_KEY_MAX_BYTES + 1];
+	struct fs_dir dir;
 	int rc;
 
-	rc = fs_parent_table(fs, parent, &parent_name, &table);
+	rc = fs_parent_item_dir(fs, parent, &dir);
 	if (rc == 0)
-		rc = fs_check_name(name);
+		rc = fs_item_key(&dir, name, key);
 	if (rc == 0)
-		rc = router_delete_item(fs->router, &table, name);
+		rc = router_delete_item(fs->router, &dir.table, key);
 	if (rc == 0)
-		inode_mark_unlinked(fs->inodes, INODE_ITEM, parent_name.table, name);
+		inode_mark_unlinked(fs->inodes, INODE_ITEM, dir.name.table, key);
 	fs_reply_status(req, rc);
 }
 
@@ -721,8 +954,9 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			 fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	struct fs *fs = fs_of(req);
+	char from_key[INODE_KEY_MAX_BYTES + 1], to_key[INODE_KEY_MAX_BYTES + 1];
 	struct inode_name from, to;
-	struct router_table table;
+	struct fs_dir from_dir, to_dir;
 	int rc;
 
 	/* RENAME_EXCHANGE and RENAME_WHITEOUT have no meaning for items. */
@@ -743,20 +977,29 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0 && (from.unlinked || to.unlinked))
 		rc = -ENOENT;
 	if (rc == 0)
-		rc = fs_check_name(name);
+		rc = fs_parent_dir(fs, parent, &from_dir);
 	if (rc == 0)
-		rc = fs_check_name(newname);
-	if (rc == 0 && strcmp(name, newname) == 0) {
+		rc = fs_parent_dir(fs, newparent, &to_dir);
+	/* A partition key's directory moves only with all its items, which
+	 * is no single change: EXDEV makes mv copy and remove it. A file does
+	 * not go where directories are, nor a directory where files are. */
+	if (rc == 0 && from_dir.lists_partitions && to_dir.lists_partitions)
+		rc = -EXDEV;
+	else if (rc == 0 && (from_dir.lists_partitions || to_dir.lists_partitions))
+		rc = -EPERM;
+	if (rc == 0)
+		rc = fs_item_key(&from_dir, name, from_key);
+	if (rc == 0)
+		rc = fs_item_key(&to_dir, newname, to_key);
+	if (rc == 0 && strcmp(from_key, to_key) == 0) {
 		fuse_reply_err(req, 0);
 		return;
 	}
 	if (rc == 0)
-		rc = router_get_table(fs->router, from.table, &table);
-	if (rc == 0)
-		rc = router_rename_item(fs->router, &table, name, newname,
+		rc = router_rename_item(fs->router, &from_dir.table, from_key, to_key,
 					flags & RENAME_NOREPLACE);
 	if (rc == 0)
-		rc = inode_rename(fs->inodes, from.table, name, newname);
+		rc = inode_rename(fs->inodes, from.table, from_key, to_key);
 	fs_reply_status(req, rc);
 }
 
@@ -765,7 +1008,7 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 /* A handle on the stored item: its whole body, or with O_TRUNC (when
  * writable) an empty dirty buffer that keeps the item's mode and owner. */
 static int fs_open_item(struct fs *fs, uint64_t number, const struct router_table *table,
-			const char *key, int flags, struct file_handle **out)
+			const char *key, int flags, pid_t opener, struct file_handle **out)
 {
 	bool truncate = (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY;
 	struct router_item item;
@@ -781,10 +1024,11 @@ static int fs_open_item(struct fs *fs, uint64_t number, const struct router_tabl
 	} else if (truncate) {
 		item.attr.mtime_ns = clock_realtime_ns();
 		item.attr.ctime_ns = item.attr.mtime_ns;
-		rc = file_handle_new(fs->inodes, number, flags, &item.attr, NULL, 0, true, out);
+		rc = file_handle_new(fs->inodes, number, flags, &item.attr, NULL, 0,
+				     opener > 0 ? opener : -1, out);
 	} else {
 		rc = file_handle_new(fs->inodes, number, flags, &item.attr, item.body,
-				     item.body_bytes, false, out);
+				     item.body_bytes, 0, out);
 	}
 	router_item_free(&item);
 	return rc;
@@ -794,36 +1038,38 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 			 struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct inode_name parent_name;
-	struct router_table table;
+	char key[INODE_KEY_MAX_BYTES + 1];
 	struct fuse_entry_param entry;
 	struct file_handle *handle = NULL;
 	struct item_attr attr;
+	struct fs_dir dir;
 	bool existed = false;
 	uint64_t number;
 	int rc;
 
-	rc = fs_parent_table(fs, parent, &parent_name, &table);
+	rc = fs_parent_item_dir(fs, parent, &dir);
 	if (rc == 0)
-		rc = fs_check_name(name);
+		rc = fs_item_key(&dir, name, key);
 	/* Stored at once, empty, so the new file is visible and renamable
 	 * before its first write (editors and rsync rely on it). */
 	if (rc == 0)
-		rc = fs_put_new_item(req, &table, name, S_IFREG | (mode & 07777), NULL, 0, &attr);
+		rc = fs_put_new_item(req, &dir.table, key, S_IFREG | (mode & 07777), NULL, 0,
+				     &attr);
 	if (rc == -EEXIST && !(fi->flags & O_EXCL)) {
 		existed = true;
 		rc = 0;
 	}
 	if (rc == 0)
-		rc = inode_ref(fs->inodes, INODE_ITEM, parent_name.table, name, &number);
+		rc = inode_ref(fs->inodes, INODE_ITEM, dir.name.table, key, &number);
 	if (rc) {
 		fs_reply_error(req, rc);
 		return;
 	}
 	if (existed)
-		rc = fs_open_item(fs, number, &table, name, fi->flags, &handle);
+		rc = fs_open_item(fs, number, &dir.table, key, fi->flags,
+				  fuse_req_ctx(req)->pid, &handle);
 	else
-		rc = file_handle_new(fs->inodes, number, fi->flags, &attr, NULL, 0, false, &handle);
+		rc = file_handle_new(fs->inodes, number, fi->flags, &attr, NULL, 0, 0, &handle);
 	if (rc) {
 		inode_forget(fs->inodes, number, 1);
 		fs_reply_error(req, rc);
@@ -859,7 +1105,8 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (rc == 0)
 		rc = router_get_table(fs->router, name.table, &table);
 	if (rc == 0)
-		rc = fs_open_item(fs, ino, &table, name.key, fi->flags, &handle);
+		rc = fs_open_item(fs, ino, &table, name.key, fi->flags, fuse_req_ctx(req)->pid,
+				  &handle);
 	if (rc) {
 		fs_reply_error(req, rc);
 		return;
@@ -899,7 +1146,9 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 	int rc;
 
 	(void)ino;
-	rc = file_handle_write(fs_file_handle(fi), off, buf, size, fs->item_max_bytes);
+	/* The limit is a cluster setting that may change while mounted. */
+	rc = file_handle_write(fs_file_handle(fi), off, buf, size,
+			       router_item_max_bytes(fs->router));
 	if (rc)
 		fs_reply_error(req, rc);
 	else
@@ -911,7 +1160,8 @@ static void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct fs *fs = fs_of(req);
 
 	(void)ino;
-	fs_reply_status(req, file_handle_flush(fs_file_handle(fi), fs->router, fs->inodes));
+	fs_reply_status(req, file_handle_flush(fs_file_handle(fi), fs->router, fs->inodes,
+					       fuse_req_ctx(req)->pid));
 }
 
 static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -920,7 +1170,7 @@ static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 
 	(void)ino;
 	(void)datasync;
-	fs_reply_status(req, file_handle_flush(fs_file_handle(fi), fs->router, fs->inodes));
+	fs_reply_status(req, file_handle_flush(fs_file_handle(fi), fs->router, fs->inodes, 0));
 }
 
 static void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -948,11 +1198,15 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	if (rc == 0 && name.unlinked)
 		rc = -ENOENT;
 	if (rc == 0 && name.kind == INODE_ROOT) {
-		rc = dir_handle_new(fs->inodes, ino, NULL, &handle);
+		rc = dir_handle_new(fs->inodes, ino, NULL, NULL, &handle);
 	} else if (rc == 0) {
 		rc = router_get_table(fs->router, name.table, &table);
+		if (rc == 0 && name.kind == INODE_PARTITION && !table.has_sort_key)
+			rc = -ENOENT;
 		if (rc == 0)
-			rc = dir_handle_new(fs->inodes, ino, &table, &handle);
+			rc = dir_handle_new(fs->inodes, ino, &table,
+					    name.kind == INODE_PARTITION ? name.key : NULL,
+					    &handle);
 	}
 	if (rc) {
 		fs_reply_error(req, rc);
@@ -971,10 +1225,27 @@ struct fs_fill {
 	struct fs *fs;
 	uint64_t dir_number;
 	const char *table;         /* the listed table; "" for the root */
+	const char *partition_key; /* the listed partition key's directory, or NULL */
 	bool plus;
 	char *buf;
 	size_t size, used;
 };
+
+/* The entry of a partition key's directory in a table's listing. */
+static void fs_fill_partition(struct fs_fill *fill, const struct dir_entry *dir_entry,
+			      struct fuse_entry_param *entry, uint64_t *number, bool *counted)
+{
+	struct fs *fs = fill->fs;
+
+	if (fill->plus)
+		*counted = inode_ref(fs->inodes, INODE_PARTITION, fill->table, dir_entry->name,
+				     number) == 0;
+	else
+		*number = inode_find(fs->inodes, INODE_PARTITION, fill->table, dir_entry->name);
+	if (!*number)
+		*number = fs_pseudo_number(fill->table, dir_entry->name);
+	fs_stat_partition(&dir_entry->item->attr, *number, &entry->attr);
+}
 
 static bool fs_fill_add(const struct dir_entry *dir_entry, void *arg)
 {
@@ -983,6 +1254,7 @@ static bool fs_fill_add(const struct dir_entry *dir_entry, void *arg)
 	struct fuse_entry_param entry;
 	struct item_attr overlay;
 	const struct item_attr *attr;
+	char key[INODE_KEY_MAX_BYTES + 1];
 	size_t room = fill->size - fill->used, bytes;
 	uint64_t number = 0;
 	bool counted = false;
@@ -1007,16 +1279,23 @@ static bool fs_fill_add(const struct dir_entry *dir_entry, void *arg)
 		fs_stat_table(dir_entry->table, number, &entry.attr);
 		break;
 	case DIR_ENTRY_ITEM:
-		if (fill->plus)
-			counted = inode_ref(fs->inodes, INODE_ITEM, fill->table, dir_entry->name,
-					    &number) == 0;
+		if (dir_entry->item->is_directory) {
+			fs_fill_partition(fill, dir_entry, &entry, &number, &counted);
+			break;
+		}
+		if (fill->partition_key)
+			snprintf(key, sizeof(key), "%s/%s", fill->partition_key, dir_entry->name);
 		else
-			number = inode_find(fs->inodes, INODE_ITEM, fill->table, dir_entry->name);
+			snprintf(key, sizeof(key), "%s", dir_entry->name);
+		if (fill->plus)
+			counted = inode_ref(fs->inodes, INODE_ITEM, fill->table, key, &number) == 0;
+		else
+			number = inode_find(fs->inodes, INODE_ITEM, fill->table, key);
 		attr = &dir_entry->item->attr;
 		if (number && handle_find_attr(fs->inodes, number, false, &overlay))
 			attr = &overlay;
 		if (!number)
-			number = fs_pseudo_number(fill->table, dir_entry->name);
+			number = fs_pseudo_number(fill->table, key);
 		fs_stat_item(attr, number, false, &entry.attr);
 		break;
 	}
@@ -1057,6 +1336,7 @@ static void fs_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t
 		return;
 	}
 	fill.table = name.table;
+	fill.partition_key = name.kind == INODE_PARTITION ? name.key : NULL;
 	fill.buf = malloc(size ? size : 1);
 	if (!fill.buf) {
 		fs_reply_error(req, -ENOMEM);

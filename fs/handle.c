@@ -38,6 +38,7 @@ struct file_handle {
 	bool dirty;
 	int failed_errno;          /* positive; 0 while the handle is healthy */
 	uint64_t change_count;     /* bumped by every change of the buffer */
+	pid_t truncated_by;        /* opened with O_TRUNC by this task (-1: unknown); 0: not */
 };
 
 /* Makes room for size_bytes (doubling, so appends stay linear). */
@@ -73,8 +74,8 @@ static int file_handle_resize(struct file_handle *handle, size_t size_bytes)
 }
 
 int file_handle_new(struct inode_table *inodes, uint64_t number, int open_flags,
-		    const struct item_attr *attr, const void *body, size_t body_bytes, bool dirty,
-		    struct file_handle **out)
+		    const struct item_attr *attr, const void *body, size_t body_bytes,
+		    pid_t truncated_by, struct file_handle **out)
 {
 	struct file_handle *handle = calloc(1, sizeof(*handle));
 	int rc;
@@ -84,7 +85,8 @@ int file_handle_new(struct inode_table *inodes, uint64_t number, int open_flags,
 	handle->inode_number = number;
 	handle->open_flags = open_flags;
 	handle->attr = *attr;
-	handle->dirty = dirty;
+	handle->dirty = truncated_by != 0;
+	handle->truncated_by = truncated_by;
 	if (body_bytes) {
 		rc = file_handle_reserve(handle, body_bytes);
 		if (rc) {
@@ -133,7 +135,7 @@ void file_handle_discard(struct file_handle *handle, struct inode_table *inodes)
 void file_handle_release(struct file_handle *handle, struct router *router,
 			 struct inode_table *inodes)
 {
-	int rc = file_handle_flush(handle, router, inodes);
+	int rc = file_handle_flush(handle, router, inodes, 0);
 
 	/* A failed handle told its writer already (write, flush, fsync). */
 	if (rc && -rc != handle->failed_errno)
@@ -205,7 +207,7 @@ out:
 }
 
 int file_handle_flush(struct file_handle *handle, struct router *router,
-		      struct inode_table *inodes)
+		      struct inode_table *inodes, pid_t closed_by)
 {
 	struct router_table table;
 	struct inode_name name;
@@ -217,7 +219,9 @@ int file_handle_flush(struct file_handle *handle, struct router *router,
 
 	pthread_mutex_lock(&handle->flush_lock);
 	pthread_mutex_lock(&handle->lock);
-	if (handle->failed_errno || !handle->dirty) {
+	if (handle->failed_errno || !handle->dirty ||
+	    (closed_by > 0 && handle->truncated_by > 0 && closed_by != handle->truncated_by &&
+	     handle->change_count == 0)) {
 		rc = -handle->failed_errno;
 		pthread_mutex_unlock(&handle->lock);
 		goto out;
@@ -401,6 +405,7 @@ struct dir_handle {
 	uint64_t inode_number;
 	bool is_root;
 	struct router_table table;
+	char partition_key[KEY_NAME_MAX_BYTES + 1];   /* "": the whole table */
 	pthread_mutex_t lock;      /* everything below; held across router calls,
 				    * but only this handle's readers wait on it */
 	uint64_t next_offset;      /* given to the next entry sent; starts at 1 */
@@ -417,15 +422,20 @@ struct dir_handle {
 };
 
 int dir_handle_new(struct inode_table *inodes, uint64_t number, const struct router_table *table,
-		   struct dir_handle **out)
+		   const char *partition_key, struct dir_handle **out)
 {
-	struct dir_handle *handle = calloc(1, sizeof(*handle));
+	struct dir_handle *handle;
 	int rc;
 
+	if (partition_key && (!table || strlen(partition_key) > KEY_NAME_MAX_BYTES))
+		return -EINVAL;
+	handle = calloc(1, sizeof(*handle));
 	if (!handle)
 		return -ENOMEM;
 	handle->inode_number = number;
 	handle->is_root = table == NULL;
+	if (partition_key)
+		strcpy(handle->partition_key, partition_key);
 	if (table) {
 		handle->table = *table;
 		handle->page = calloc(DIR_PAGE_ENTRIES, sizeof(*handle->page));
@@ -586,8 +596,12 @@ static int dir_handle_peek(struct dir_handle *handle, struct router *router,
 			*end = true;
 			return 0;
 		}
-		rc = router_scan(router, &handle->table, &cursor, handle->page, DIR_PAGE_ENTRIES,
-				 &count);
+		if (handle->partition_key[0])
+			rc = router_query(router, &handle->table, handle->partition_key, &cursor,
+					  handle->page, DIR_PAGE_ENTRIES, &count);
+		else
+			rc = router_scan(router, &handle->table, &cursor, handle->page,
+					 DIR_PAGE_ENTRIES, &count);
 		if (rc)
 			return rc;
 		if (count > DIR_PAGE_ENTRIES) {

@@ -9,7 +9,9 @@
  * A handle whose inode was unlinked never puts (no resurrection).
  *
  * A directory handle serves readdir/readdirplus: the root's tables at
- * once, a table's items a page at a time from router_scan. Each entry gets
+ * once, a table's items (with a sort key: its partition keys) a page at a
+ * time from router_scan, a partition key's items a page at a time from
+ * router_query. Each entry gets
  * the next number of a per-handle sequence as its offset; the entries of
  * the last two replies are remembered with the scan cursor after each, so
  * a request at any of those offsets resumes exactly after that entry, even
@@ -28,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* ------------------------------------------------------------ open files */
 
@@ -35,12 +38,12 @@ struct file_handle;
 
 /* A handle of inode number, opened with open_flags, holding a copy of
  * body_bytes of body and the metadata attr (its size is ignored: the
- * buffer's length is the size). dirty: the buffer already differs from the
- * stored item (O_TRUNC). Attaches it to the inode: -ENOENT when the inode
- * is gone, -ENOMEM. */
+ * buffer's length is the size). truncated_by: 0, or the task that opened it
+ * with O_TRUNC (the empty buffer then already differs from the stored
+ * item). Attaches it to the inode: -ENOENT when the inode is gone, -ENOMEM. */
 int file_handle_new(struct inode_table *inodes, uint64_t number, int open_flags,
-		    const struct item_attr *attr, const void *body, size_t body_bytes, bool dirty,
-		    struct file_handle **out);
+		    const struct item_attr *attr, const void *body, size_t body_bytes,
+		    pid_t truncated_by, struct file_handle **out);
 
 /* Puts the buffer if still dirty (errors are logged: nobody is left to
  * hear them), detaches the handle from its inode and frees it. */
@@ -67,9 +70,13 @@ int file_handle_write(struct file_handle *handle, int64_t offset, const void *da
 
 /* When dirty, one router_put_item of the whole buffer under the inode's
  * current name, keeping the stored xattrs. Returns the put's error, or the
- * handle's failure. */
+ * handle's failure. closed_by: the task whose close() sent this flush, or 0
+ * for fsync. A handle opened with O_TRUNC and not written since is not put
+ * on a close by another task than its opener (a copy of the descriptor
+ * closed in a forked child, say): readers would see the item empty in the
+ * middle of its rewrite. Its opener's close, fsync or release puts it. */
 int file_handle_flush(struct file_handle *handle, struct router *router,
-		      struct inode_table *inodes);
+		      struct inode_table *inodes, pid_t closed_by);
 
 /* A metadata change to apply to the open handles of an inode. */
 struct handle_change {
@@ -103,7 +110,7 @@ enum dir_entry_type {
 	DIR_ENTRY_DOT,
 	DIR_ENTRY_DOTDOT,
 	DIR_ENTRY_TABLE,
-	DIR_ENTRY_ITEM,
+	DIR_ENTRY_ITEM,            /* or a partition key: item->is_directory */
 };
 
 /* One entry offered to dir_handle_fill's callback; the pointers are valid
@@ -117,9 +124,10 @@ struct dir_entry {
 };
 
 /* A handle of directory number: the root when table is NULL, else the
- * table (copied). Attaches it to the inode. */
+ * table (copied), or with partition_key (not NULL) that partition key's
+ * directory in the table. Attaches it to the inode. */
 int dir_handle_new(struct inode_table *inodes, uint64_t number, const struct router_table *table,
-		   struct dir_handle **out);
+		   const char *partition_key, struct dir_handle **out);
 void dir_handle_free(struct dir_handle *handle, struct inode_table *inodes);
 
 /* Serves one readdir request at offset (0: from the start): offers the

@@ -1,6 +1,11 @@
 /* inode.h: the inode table of the mount. Maps FUSE inode numbers to what
- * they name (the root, a table, or an item of a table) and back, and keeps
- * the kernel's lookup count of each inode plus the handles open on it.
+ * they name (the root, a table, an item of a table, or in a table with a
+ * sort key the directory of a partition key) and back, and keeps the
+ * kernel's lookup count of each inode plus the handles open on it.
+ *
+ * An item of a table with a sort key is named by the key "P/S" (partition
+ * key, '/', sort key): neither holds '/', so the name is unique, and it is
+ * the string form of the key that router.h's item functions take.
  *
  * Life cycle (as in libfuse's passthrough_ll): every reply that hands an
  * inode to the kernel (lookup, readdirplus entry, create, mkdir, symlink,
@@ -26,11 +31,14 @@
 #include <stdint.h>
 
 #define INODE_ROOT_NUMBER 1
+/* The longest key: "P/S" of an item in a table with a sort key. */
+#define INODE_KEY_MAX_BYTES (2 * KEY_NAME_MAX_BYTES + 1)
 
 enum inode_kind {
 	INODE_ROOT,
 	INODE_TABLE,
 	INODE_ITEM,
+	INODE_PARTITION,           /* T/P: a partition key of a table with a sort key */
 };
 
 /* A handle attached to an inode, embedded in the handle's own struct; the
@@ -45,7 +53,9 @@ struct inode_name {
 	enum inode_kind kind;
 	bool unlinked;
 	char table[KEY_NAME_MAX_BYTES + 1];  /* "" for the root */
-	char key[KEY_NAME_MAX_BYTES + 1];    /* "" for the root and tables */
+	/* "" for the root and tables; an item's key ("P/S" with a sort key);
+	 * the partition key P of an INODE_PARTITION */
+	char key[INODE_KEY_MAX_BYTES + 1];
 };
 
 struct inode_table;
@@ -73,8 +83,8 @@ int inode_get_name(struct inode_table *inodes, uint64_t number, struct inode_nam
 /* The inode that names (kind, table, key), if any, becomes unlinked. */
 void inode_mark_unlinked(struct inode_table *inodes, enum inode_kind kind, const char *table,
 			 const char *key);
-/* Item from becomes item to inside one table; an inode that named to
- * becomes unlinked. */
+/* Item from becomes item to inside one table ("P/S" keys may change their
+ * partition key); an inode that named to becomes unlinked. */
 int inode_rename(struct inode_table *inodes, const char *table, const char *from,
 		 const char *to);
 

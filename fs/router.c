@@ -18,6 +18,8 @@
 #include "fs/router.h"
 
 #include "fs/request_ids.h"
+#include "fs/route_refresh.h"
+#include "fs/settings_watch.h"
 
 #include "cluster/clock.h"
 #include "cluster/keys.h"
@@ -45,6 +47,8 @@
 #define ROUTER_REPLICAS_MAX 8
 /* -EREMOTE hints followed at once, without a pause, in a row. */
 #define ROUTER_LEADER_HOPS_MAX 3
+/* -EREMCHG routes followed at once at most; then the route comes from meta after a pause. */
+#define ROUTER_ROUTE_HOPS_MAX 4
 #define ROUTER_NO_REPLICA SIZE_MAX
 /* How long a replica that did not answer is passed over, and hints that
  * name it ignored: long enough for the others to elect a new leader in
@@ -55,6 +59,7 @@
 /* One partition's replicas; address[i] is NULL when meta named no node. */
 struct route_partition {
 	uint64_t id;
+	uint64_t epoch;
 	size_t replica_count;
 	uint64_t node_id[ROUTER_REPLICAS_MAX];
 	char *address[ROUTER_REPLICAS_MAX];
@@ -67,6 +72,7 @@ struct route {
 	struct route *next;
 	char name[KEY_NAME_MAX_BYTES + 1];
 	uint64_t table_id;
+	struct router_table info;  /* the table as meta last described it */
 	size_t partition_count;
 	uint64_t *hash_first;
 	uint64_t *hash_last;
@@ -75,7 +81,9 @@ struct route {
 
 struct router {
 	int64_t timeout_ms;
-	uint64_t item_max_bytes;
+	uint64_t item_max_bytes;   /* at start; then the watch's */
+	struct settings_watch *settings;   /* keeps item_max_bytes fresh */
+	struct route_refresh *refresh;     /* constant-work refreshes of cached tables */
 	bool eventual;             /* consistency=eventual */
 	struct net_pool *pool;
 	struct net_client *meta;   /* owned by pool */
@@ -92,6 +100,7 @@ struct router {
 struct route_target {
 	uint64_t hash_first, hash_last;
 	uint64_t partition_id;
+	uint64_t epoch;
 	bool replicated;
 	size_t replica_count;
 	size_t leader, reader;
@@ -290,6 +299,10 @@ static int route_build(const Quorum__TableResponse *response, struct route **out
 		return -EPROTO;
 	}
 	route->table_id = info->id;
+	if (router_table_from_info(&route->info, info) < 0) {
+		free(route);
+		return -EPROTO;
+	}
 	route->hash_first = calloc(count ? count : 1, sizeof(uint64_t));
 	route->hash_last = calloc(count ? count : 1, sizeof(uint64_t));
 	route->parts = calloc(count ? count : 1, sizeof(*route->parts));
@@ -306,6 +319,7 @@ static int route_build(const Quorum__TableResponse *response, struct route **out
 		route->hash_first[i] = sorted[i]->hash_first;
 		route->hash_last[i] = sorted[i]->hash_last;
 		part->id = sorted[i]->id;
+		part->epoch = sorted[i]->epoch;
 		/* More replicas than three are not placed today; the first
 		 * ROUTER_REPLICAS_MAX are enough to find the leader. */
 		if (replicas > ROUTER_REPLICAS_MAX)
@@ -469,6 +483,7 @@ static bool router_cache_find(struct router *router, const struct router_table *
 		out->hash_first = route->hash_first[index];
 		out->hash_last = route->hash_last[index];
 		out->partition_id = part->id;
+		out->epoch = part->epoch;
 		out->replicated = router->replicated;
 		out->replica_count = part->replica_count;
 		out->leader = part->leader;
@@ -482,6 +497,118 @@ static bool router_cache_find(struct router *router, const struct router_table *
 	}
 	pthread_mutex_unlock(&router->lock);
 	return found;
+}
+
+/* A copy of part (its addresses duplicated) on [first, last] at *count of route's new
+ * arrays. False when out of memory. */
+static bool route_piece(const struct route_partition *part, uint64_t first, uint64_t last,
+			struct route_partition *parts, uint64_t *hash_first, uint64_t *hash_last,
+			size_t *count)
+{
+	struct route_partition *piece = &parts[*count];
+
+	*piece = *part;
+	for (size_t r = 0; r < piece->replica_count; r++) {
+		if (part->address[r] && !(piece->address[r] = strdup(part->address[r]))) {
+			while (r-- > 0)
+				free(piece->address[r]);
+			return false;
+		}
+	}
+	hash_first[*count] = first;
+	hash_last[*count] = last;
+	(*count)++;
+	return true;
+}
+
+/* Follows a node's word that hash lives in another partition now: the cached partition
+ * holding hash gives the range the node named to that partition (on the same replicas: a
+ * split keeps them), and keeps what is left of its range under its old id and epoch until
+ * a node says otherwise there too. Without a named route, or one that does not fit the
+ * cache, the table's route is dropped: meta knows. Called with the lock held; false when
+ * the route must be dropped. */
+static bool router_cache_split_locked(struct router *router, const struct router_table *table,
+				      uint64_t hash, const struct rpc_error *error)
+{
+	struct route *route = router->routes;
+	struct route_partition *parts, *old;
+	uint64_t *firsts, *lasts, nf = error->route_hash_first, nl = error->route_hash_last;
+	size_t count = 0, i;
+	int found;
+
+	while (route && strcmp(route->name, table->name) != 0)
+		route = route->next;
+	if (!route || route->table_id != table->id || !error->has_route || hash < nf || hash > nl)
+		return false;
+	found = key_find_partition(route->hash_first, route->hash_last, route->partition_count,
+				   hash);
+	if (found < 0)
+		return false;
+	i = (size_t)found;
+	old = &route->parts[i];
+	if (nf < route->hash_first[i] || nl > route->hash_last[i])
+		return false;	/* wider than the entry: a merge or a move, meta's to say */
+	parts = calloc(route->partition_count + 2, sizeof(*parts));
+	firsts = calloc(route->partition_count + 2, sizeof(*firsts));
+	lasts = calloc(route->partition_count + 2, sizeof(*lasts));
+	if (!parts || !firsts || !lasts)
+		goto failed;
+	for (size_t j = 0; j < route->partition_count; j++) {
+		bool ok = true;
+
+		if (j != i) {
+			ok = route_piece(&route->parts[j], route->hash_first[j], route->hash_last[j],
+					 parts, firsts, lasts, &count);
+		} else {
+			if (route->hash_first[i] < nf)
+				ok = route_piece(old, route->hash_first[i], nf - 1, parts, firsts,
+						 lasts, &count);
+			if (ok && route_piece(old, nf, nl, parts, firsts, lasts, &count)) {
+				parts[count - 1].id = error->route_partition_id;
+				parts[count - 1].epoch = error->route_epoch;
+			} else {
+				ok = false;
+			}
+			if (ok && nl < route->hash_last[i])
+				ok = route_piece(old, nl + 1, route->hash_last[i], parts, firsts,
+						 lasts, &count);
+		}
+		if (!ok)
+			goto failed;
+	}
+	for (size_t j = 0; j < route->partition_count; j++)
+		for (size_t r = 0; r < route->parts[j].replica_count; r++)
+			free(route->parts[j].address[r]);
+	free(route->parts);
+	free(route->hash_first);
+	free(route->hash_last);
+	route->parts = parts;
+	route->hash_first = firsts;
+	route->hash_last = lasts;
+	route->partition_count = count;
+	return true;
+
+failed:
+	for (size_t j = 0; parts && j < count; j++)
+		for (size_t r = 0; r < parts[j].replica_count; r++)
+			free(parts[j].address[r]);
+	free(parts);
+	free(firsts);
+	free(lasts);
+	return false;
+}
+
+/* See router_cache_split_locked. */
+static void router_cache_follow(struct router *router, const struct router_table *table,
+				uint64_t hash, const struct rpc_error *error)
+{
+	bool kept;
+
+	pthread_mutex_lock(&router->lock);
+	kept = router_cache_split_locked(router, table, hash, error);
+	pthread_mutex_unlock(&router->lock);
+	if (!kept)
+		router_cache_drop(router, table->name, table->id);
 }
 
 /* Remembers that node_id leads (or, for eventual reads, serves) the
@@ -682,6 +809,12 @@ static enum router_next router_after_failure(struct router *router, struct route
 	} else if (err == -EAGAIN) {
 		if (!target->replicated)
 			router_set_replicated(router);
+	} else if (err == -EREMCHG) {
+		/* Routes named by nodes did not settle it: meta's map, after a pause. */
+		snprintf(op->why, sizeof(op->why), "partition %llu changed; asking meta",
+			 (unsigned long long)target->partition_id);
+		router_cache_drop(router, table->name, table->id);
+		return ROUTER_NEXT_PAUSE;
 	} else {
 		return ROUTER_NEXT_DONE;
 	}
@@ -700,7 +833,7 @@ static enum router_next router_after_failure(struct router *router, struct route
  * it: the leader, or for an eventual read the last replica that served
  * one. Follows leader hints, moves on from replicas that do not answer,
  * refreshes the route, all until the deadline. A scan request gets the
- * partition's range of each attempt's route. */
+ * range from hash to the end of each attempt's partition. */
 static int router_call_node(struct router *router, struct router_op *op,
 			    const struct router_table *table, uint64_t hash, bool eventual,
 			    Quorum__Request *request, Quorum__Response **response,
@@ -735,8 +868,18 @@ static int router_call_node(struct router *router, struct router_op *op,
 			if (!client)
 				return -ENOMEM;
 			if (request->op_case == QUORUM__REQUEST__OP_SCAN) {
-				request->scan->hash_first = target->hash_first;
+				/* From the cursor's hash, not the partition's first: a
+				 * partition split since it was cached answers for its
+				 * first part only, and the rest starts past it. */
+				request->scan->hash_first = hash > target->hash_first ? hash :
+							    target->hash_first;
 				request->scan->hash_last = target->hash_last;
+			} else {
+				/* The node checks them: a stale route is answered with
+				 * the new one (-EREMCHG). */
+				request->has_partition_id = request->has_partition_epoch = true;
+				request->partition_id = target->partition_id;
+				request->partition_epoch = target->epoch;
 			}
 			if (deadline_ms > op->deadline_ms)
 				deadline_ms = op->deadline_ms;
@@ -753,6 +896,12 @@ static int router_call_node(struct router *router, struct router_op *op,
 							      eventual);
 				return 0;
 			}
+			if (err == -EREMCHG && op->hops < ROUTER_ROUTE_HOPS_MAX) {
+				/* The partition split (or moved): follow the node's route. */
+				op->hops++;
+				router_cache_follow(router, table, hash, &error);
+				continue;
+			}
 			next = router_after_failure(router, op, table, hash, target, eventual, err,
 						    error.transport, error.leader_id);
 			if (next == ROUTER_NEXT_DONE)
@@ -767,6 +916,24 @@ pause:
 		if (!router_op_backoff(op))
 			return -EIO;
 	}
+}
+
+/* route_refresh_fn: one DescribeTable of name, which updates the cache; a table meta
+ * no longer has leaves it. Errors of the transport keep what is cached. */
+static void router_refresh_table(void *ctx, const char *name)
+{
+	struct router *router = ctx;
+	Quorum__Response *response = NULL;
+	struct router_op op;
+	bool transport;
+	int err;
+
+	router_op_begin(&op, router, "refresh table", name, NULL);
+	err = router_describe_attempt(router, &op, name, &response, &transport);
+	if (response)
+		quorum__response__free_unpacked(response, NULL);
+	if (err == -ENOENT)
+		router_cache_drop(router, name, 0);
 }
 
 /* ------------------------------------------------------------ the router */
@@ -827,6 +994,13 @@ int router_new(const struct router_options *options, struct router **out)
 	}
 	router->item_max_bytes = response->cluster_info->item_max_bytes;
 	quorum__response__free_unpacked(response, NULL);
+	/* An operator may change the limit at run time (quorumctl config set). */
+	err = settings_watch_start(router->meta, router->item_max_bytes,
+				   SETTINGS_WATCH_REFRESH_MS, &router->settings);
+	if (err == 0)
+		err = route_refresh_start(router_refresh_table, router, &router->refresh);
+	if (err < 0)
+		goto failed;
 	*out = router;
 	return 0;
 
@@ -839,6 +1013,9 @@ void router_free(struct router *router)
 {
 	if (!router)
 		return;
+	/* Before the pool: the watch and the refresher call meta through it. */
+	settings_watch_stop(router->settings);
+	route_refresh_stop(router->refresh);
 	while (router->routes) {
 		struct route *next = router->routes->next;
 		route_free(router->routes);
@@ -852,7 +1029,8 @@ void router_free(struct router *router)
 
 uint64_t router_item_max_bytes(const struct router *router)
 {
-	return router->item_max_bytes;
+	return router->settings ? settings_watch_item_max_bytes(router->settings) :
+	       router->item_max_bytes;
 }
 
 int64_t router_timeout_ms(const struct router *router)
@@ -899,6 +1077,22 @@ int router_list_tables(struct router *router, struct router_table **tables, size
 	return 0;
 }
 
+/* The cached table called name, if any. */
+static bool router_cache_table(struct router *router, const char *name, struct router_table *out)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&router->lock);
+	for (const struct route *route = router->routes; route && !found; route = route->next) {
+		if (strcmp(route->name, name) == 0) {
+			*out = route->info;
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&router->lock);
+	return found;
+}
+
 int router_get_table(struct router *router, const char *name, struct router_table *out)
 {
 	Quorum__Response *response = NULL;
@@ -908,6 +1102,11 @@ int router_get_table(struct router *router, const char *name, struct router_tabl
 	err = key_validate_name(name, strlen(name));
 	if (err < 0)
 		return err;
+	/* Hit or miss, meta hears of the lookup, in the background (route_refresh.h). */
+	if (router->refresh)
+		route_refresh_request(router->refresh, name);
+	if (router_cache_table(router, name, out))
+		return 0;
 	router_op_begin(&op, router, "describe table", name, NULL);
 	for (;;) {
 		bool transport;
@@ -1025,6 +1224,8 @@ int router_update_table(struct router *router, const char *name,
 		return err;
 	err = out ? router_table_from_info(out, response->table->table) : 0;
 	quorum__response__free_unpacked(response, NULL);
+	/* The cached description is older than this change. */
+	router_cache_drop(router, name, 0);
 	return err;
 }
 
@@ -1055,19 +1256,80 @@ int router_cluster_stats(struct router *router, struct router_cluster_stats *out
 
 /* ------------------------------------------------------------------- items */
 
-/* Checks what every item operation needs: a routable table, a valid key. */
-static int router_check_item(const struct router_table *table, const char *key)
+/* Room for the string form of a key, "P/S", and its NUL. */
+#define ROUTER_KEY_TEXT_BYTES (2 * KEY_NAME_MAX_BYTES + 2)
+
+/* A key parsed from the string form of the item functions. */
+struct router_parsed_key {
+	char text[ROUTER_KEY_TEXT_BYTES];
+	struct router_key key;
+};
+
+/* Checks what every item operation needs: a valid partition key, and a
+ * sort key exactly when the table has them (an empty one: the marker). */
+static int router_check_key(const struct router_table *table, const struct router_key *key)
 {
-	if (table->has_sort_key)
-		return -EOPNOTSUPP;
-	return key_validate_name(key, strlen(key));
+	int err;
+
+	if (!key->partition_key)
+		return -EINVAL;
+	err = key_validate_name(key->partition_key, strlen(key->partition_key));
+	if (err < 0)
+		return err;
+	if (!table->has_sort_key)
+		return key->sort_key ? -EINVAL : 0;
+	if (!key->sort_key)
+		return -EINVAL;
+	return key_validate_sort_key(key->sort_key, strlen(key->sort_key));
+}
+
+/* The string form: "K", or "P/S" in a table with a sort key. Checked
+ * later, by router_check_key. */
+static int router_parse_key(const struct router_table *table, const char *text,
+			    struct router_parsed_key *out)
+{
+	size_t bytes = strlen(text);
+	char *slash;
+
+	if (bytes >= sizeof(out->text))
+		return -ENAMETOOLONG;
+	memcpy(out->text, text, bytes + 1);
+	out->key.partition_key = out->text;
+	out->key.sort_key = NULL;
+	if (!table->has_sort_key)
+		return 0;
+	slash = strchr(out->text, '/');
+	if (!slash)
+		return -EINVAL;
+	*slash = '\0';
+	out->key.sort_key = slash + 1;
+	return 0;
+}
+
+/* The string form of key, for log lines. */
+static const char *router_key_text(const struct router_key *key,
+				   char out[ROUTER_KEY_TEXT_BYTES])
+{
+	snprintf(out, ROUTER_KEY_TEXT_BYTES, "%s%s%s", key->partition_key,
+		 key->sort_key ? "/" : "", key->sort_key ? key->sort_key : "");
+	return out;
+}
+
+/* The hash that routes an item: its partition key's (keys.h). */
+static uint64_t router_key_hash(const struct router_key *key)
+{
+	return key_hash(key->partition_key, strlen(key->partition_key));
 }
 
 static void router_set_item_key(Quorum__ItemKey *item_key, const struct router_table *table,
-				const char *key)
+				const struct router_key *key)
 {
 	item_key->table_id = table->id;
-	router_set_name(&item_key->partition_key, key);
+	router_set_name(&item_key->partition_key, key->partition_key);
+	if (key->sort_key) {
+		item_key->has_sort_key = true;
+		router_set_name(&item_key->sort_key, key->sort_key);
+	}
 }
 
 void router_item_free(struct router_item *item)
@@ -1139,8 +1401,8 @@ nomem:
 /* eventual: any replica may answer (consistency=eventual); a read that
  * feeds a change (rename, the check of an update) is always strong. */
 static int router_get_item_op(struct router *router, struct router_op *op,
-			      const struct router_table *table, const char *key, bool meta_only,
-			      bool eventual, struct router_item *out)
+			      const struct router_table *table, const struct router_key *key,
+			      bool meta_only, bool eventual, struct router_item *out)
 {
 	Quorum__Request request = QUORUM__REQUEST__INIT;
 	Quorum__GetItemRequest get = QUORUM__GET_ITEM_REQUEST__INIT;
@@ -1158,7 +1420,7 @@ static int router_get_item_op(struct router *router, struct router_op *op,
 	request.op_case = QUORUM__REQUEST__OP_GET_ITEM;
 	request.get_item = &get;
 	memset(out, 0, sizeof(*out));
-	err = router_call_node(router, op, table, key_hash(key, strlen(key)), eventual, &request,
+	err = router_call_node(router, op, table, router_key_hash(key), eventual, &request,
 			       &response, &target);
 	if (err < 0)
 		return err;
@@ -1167,26 +1429,41 @@ static int router_get_item_op(struct router *router, struct router_op *op,
 	return err;
 }
 
-int router_get_item(struct router *router, const struct router_table *table, const char *key,
-		    bool meta_only, struct router_item *out)
+int router_get_item_at(struct router *router, const struct router_table *table,
+		       const struct router_key *key, bool meta_only, struct router_item *out)
 {
+	char text[ROUTER_KEY_TEXT_BYTES];
 	struct router_op op;
 	int err;
 
 	memset(out, 0, sizeof(*out));
-	err = router_check_item(table, key);
+	err = router_check_key(table, key);
 	if (err < 0)
 		return err;
-	router_op_begin(&op, router, "get item", table->name, key);
+	router_op_begin(&op, router, "get item", table->name, router_key_text(key, text));
 	return router_get_item_op(router, &op, table, key, meta_only, router->eventual, out);
+}
+
+int router_get_item(struct router *router, const struct router_table *table, const char *key,
+		    bool meta_only, struct router_item *out)
+{
+	struct router_parsed_key parsed;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = router_parse_key(table, key, &parsed);
+	if (err < 0)
+		return err;
+	return router_get_item_at(router, table, &parsed.key, meta_only, out);
 }
 
 /* An item write: request goes to key's partition with a request id that stays the same
  * across the retries, so the group applies it once however often it arrives. */
 static int router_write_item(struct router *router, const struct router_table *table,
-			     const char *key, const char *what, Quorum__Request *request,
-			     Quorum__Response **response)
+			     const struct router_key *key, const char *what,
+			     Quorum__Request *request, Quorum__Response **response)
 {
+	char text[ROUTER_KEY_TEXT_BYTES];
 	Quorum__RequestId id;
 	struct route_target target;
 	struct router_op op;
@@ -1196,8 +1473,8 @@ static int router_write_item(struct router *router, const struct router_table *t
 	if (err < 0)
 		return err;
 	request->request_id = &id;
-	router_op_begin(&op, router, what, table->name, key);
-	err = router_call_node(router, &op, table, key_hash(key, strlen(key)), false, request,
+	router_op_begin(&op, router, what, table->name, router_key_text(key, text));
+	err = router_call_node(router, &op, table, router_key_hash(key), false, request,
 			       response, &target);
 	request_ids_end(router->ids, id.seq);
 	request->request_id = NULL;
@@ -1210,6 +1487,22 @@ int router_put_item(struct router *router, const struct router_table *table, con
 		    enum router_condition condition, uint64_t expect_version,
 		    struct item_attr *out)
 {
+	struct router_parsed_key parsed;
+	int err;
+
+	err = router_parse_key(table, key, &parsed);
+	if (err < 0)
+		return err;
+	return router_put_item_at(router, table, &parsed.key, attr, body, body_bytes, xattrs,
+				  xattr_count, condition, expect_version, out);
+}
+
+int router_put_item_at(struct router *router, const struct router_table *table,
+		       const struct router_key *key, const struct item_attr *attr,
+		       const void *body, size_t body_bytes, const struct item_xattr *xattrs,
+		       size_t xattr_count, enum router_condition condition,
+		       uint64_t expect_version, struct item_attr *out)
+{
 	Quorum__Request request = QUORUM__REQUEST__INIT;
 	Quorum__PutItemRequest put = QUORUM__PUT_ITEM_REQUEST__INIT;
 	Quorum__ItemKey item_key = QUORUM__ITEM_KEY__INIT;
@@ -1218,10 +1511,10 @@ int router_put_item(struct router *router, const struct router_table *table, con
 	Quorum__Response *response = NULL;
 	int err;
 
-	err = router_check_item(table, key);
+	err = router_check_key(table, key);
 	if (err < 0)
 		return err;
-	if (router->item_max_bytes > 0 && body_bytes > router->item_max_bytes)
+	if (router_item_max_bytes(router) > 0 && body_bytes > router_item_max_bytes(router))
 		return -EFBIG;
 	if (body_bytes > 0 && !body)
 		return -EINVAL;
@@ -1287,13 +1580,25 @@ out:
 
 int router_delete_item(struct router *router, const struct router_table *table, const char *key)
 {
+	struct router_parsed_key parsed;
+	int err;
+
+	err = router_parse_key(table, key, &parsed);
+	if (err < 0)
+		return err;
+	return router_delete_item_at(router, table, &parsed.key);
+}
+
+int router_delete_item_at(struct router *router, const struct router_table *table,
+			  const struct router_key *key)
+{
 	Quorum__Request request = QUORUM__REQUEST__INIT;
 	Quorum__DeleteItemRequest delete = QUORUM__DELETE_ITEM_REQUEST__INIT;
 	Quorum__ItemKey item_key = QUORUM__ITEM_KEY__INIT;
 	Quorum__Response *response = NULL;
 	int err;
 
-	err = router_check_item(table, key);
+	err = router_check_key(table, key);
 	if (err < 0)
 		return err;
 	router_set_item_key(&item_key, table, key);
@@ -1310,6 +1615,19 @@ int router_update_item(struct router *router, const struct router_table *table,
 		       const char *key, const struct router_update *update,
 		       struct item_attr *out)
 {
+	struct router_parsed_key parsed;
+	int err;
+
+	err = router_parse_key(table, key, &parsed);
+	if (err < 0)
+		return err;
+	return router_update_item_at(router, table, &parsed.key, update, out);
+}
+
+int router_update_item_at(struct router *router, const struct router_table *table,
+			  const struct router_key *key, const struct router_update *update,
+			  struct item_attr *out)
+{
 	Quorum__Request request = QUORUM__REQUEST__INIT;
 	Quorum__UpdateItemRequest change = QUORUM__UPDATE_ITEM_REQUEST__INIT;
 	Quorum__ItemKey item_key = QUORUM__ITEM_KEY__INIT;
@@ -1317,11 +1635,11 @@ int router_update_item(struct router *router, const struct router_table *table,
 	Quorum__Response *response = NULL;
 	int err;
 
-	err = router_check_item(table, key);
+	err = router_check_key(table, key);
 	if (err < 0)
 		return err;
-	if (update->set_size && router->item_max_bytes > 0 &&
-	    update->size > router->item_max_bytes)
+	if (update->set_size && router_item_max_bytes(router) > 0 &&
+	    update->size > router_item_max_bytes(router))
 		return -EFBIG;
 	router_set_item_key(&item_key, table, key);
 	change.key = &item_key;
@@ -1363,6 +1681,32 @@ int router_update_item(struct router *router, const struct router_table *table,
 int router_rename_item(struct router *router, const struct router_table *table,
 		       const char *from, const char *to, bool no_replace)
 {
+	struct router_parsed_key parsed_from, parsed_to;
+	int err;
+
+	err = router_parse_key(table, from, &parsed_from);
+	if (err == 0)
+		err = router_parse_key(table, to, &parsed_to);
+	if (err < 0)
+		return err;
+	return router_rename_item_at(router, table, &parsed_from.key, &parsed_to.key,
+				     no_replace);
+}
+
+static bool router_key_equal(const struct router_key *a, const struct router_key *b)
+{
+	if (strcmp(a->partition_key, b->partition_key) != 0)
+		return false;
+	if (!a->sort_key || !b->sort_key)
+		return !a->sort_key && !b->sort_key;
+	return strcmp(a->sort_key, b->sort_key) == 0;
+}
+
+int router_rename_item_at(struct router *router, const struct router_table *table,
+			  const struct router_key *from, const struct router_key *to,
+			  bool no_replace)
+{
+	char text[ROUTER_KEY_TEXT_BYTES];
 	struct router_item item;
 	struct item_attr attr;
 	struct router_op op;
@@ -1371,29 +1715,29 @@ int router_rename_item(struct router *router, const struct router_table *table,
 	static const struct item_xattr no_xattrs[1];
 	int err;
 
-	err = router_check_item(table, from);
+	err = router_check_key(table, from);
 	if (err < 0)
 		return err;
-	err = router_check_item(table, to);
+	err = router_check_key(table, to);
 	if (err < 0)
 		return err;
-	if (strcmp(from, to) == 0)
+	if (router_key_equal(from, to))
 		return 0;
 	/* The source is read at its leader even on an eventual mount: the
 	 * target must get the body the source holds now. */
-	router_op_begin(&op, router, "get item", table->name, from);
+	router_op_begin(&op, router, "get item", table->name, router_key_text(from, text));
 	err = router_get_item_op(router, &op, table, from, false, false, &item);
 	if (err < 0)
 		return err;
 	attr = item.attr;
 	attr.ctime_ns = clock_realtime_ns();
-	err = router_put_item(router, table, to, &attr, item.body, item.body_bytes,
-			      item.xattrs ? item.xattrs : no_xattrs, item.xattr_count,
-			      no_replace ? ROUTER_COND_ABSENT : ROUTER_COND_NONE, 0, NULL);
+	err = router_put_item_at(router, table, to, &attr, item.body, item.body_bytes,
+				 item.xattrs ? item.xattrs : no_xattrs, item.xattr_count,
+				 no_replace ? ROUTER_COND_ABSENT : ROUTER_COND_NONE, 0, NULL);
 	router_item_free(&item);
 	if (err < 0)
 		return err;
-	err = router_delete_item(router, table, from);
+	err = router_delete_item_at(router, table, from);
 	/* Someone else removed the source meanwhile: the rename is done. */
 	if (err == -ENOENT)
 		return 0;
@@ -1418,11 +1762,88 @@ static void router_cursor_next_partition(struct router_cursor *cursor, uint64_t 
 	cursor->after_bytes = 0;
 }
 
+/* What a scan lists. */
+enum router_scan_mode {
+	ROUTER_SCAN_ITEMS,          /* a table without a sort key: its items */
+	ROUTER_SCAN_PARTITION_KEYS, /* a table with one: its partition keys, once each */
+	ROUTER_SCAN_QUERY,          /* the items of one partition key, by sort key */
+};
+
+/* The partition key of a position (which decoded before), for the check
+ * that an old node's page repeats no partition key. */
+static bool router_position_has_key(const uint8_t *position, size_t position_bytes,
+				    const uint8_t *pk, size_t pk_bytes)
+{
+	const uint8_t *other_pk, *sk;
+	size_t other_bytes, sk_bytes;
+	bool has_sort_key;
+	uint64_t hash;
+
+	return position_bytes > 0 &&
+	       key_decode_position(position, position_bytes, &hash, &other_pk, &other_bytes,
+				   &sk, &sk_bytes, &has_sort_key) == 0 &&
+	       other_bytes == pk_bytes && memcmp(other_pk, pk, pk_bytes) == 0;
+}
+
+/* How router_scan_entry_take dealt with an entry. */
+enum router_take {
+	ROUTER_TAKE_LISTED,
+	ROUTER_TAKE_PASSED,         /* not listed, as expected: a marker in a query */
+	ROUTER_TAKE_UNEXPECTED,     /* not listed: an item of the wrong shape */
+};
+
+/* Fills to from a scan entry as mode lists it. */
+static enum router_take router_scan_entry_take(const struct router_table *table,
+					       enum router_scan_mode mode, const char *query_key,
+					       const struct router_cursor *cursor,
+					       const Quorum__ScanEntry *entry, const uint8_t *pk,
+					       size_t pk_bytes, const uint8_t *sk, size_t sk_bytes,
+					       bool has_sort_key, struct router_scan_entry *to)
+{
+	memset(to, 0, sizeof(*to));
+	switch (mode) {
+	case ROUTER_SCAN_ITEMS:
+		if (has_sort_key)
+			return ROUTER_TAKE_UNEXPECTED;
+		memcpy(to->key, pk, pk_bytes);
+		router_attr_from_meta(&to->attr, entry->meta);
+		return ROUTER_TAKE_LISTED;
+	case ROUTER_SCAN_PARTITION_KEYS:
+		if (!has_sort_key)
+			return ROUTER_TAKE_UNEXPECTED;
+		/* A node that ignores distinct_partition_keys (an older
+		 * version) sends every item: list each partition key once. */
+		if (router_position_has_key(cursor->after, cursor->after_bytes, pk, pk_bytes))
+			return ROUTER_TAKE_PASSED;
+		memcpy(to->key, pk, pk_bytes);
+		to->is_directory = true;
+		if (sk_bytes == 0) {
+			/* The partition key's directory marker. */
+			router_attr_from_meta(&to->attr, entry->meta);
+			to->attr.mode = S_IFDIR | (to->attr.mode & 07777);
+		} else {
+			router_partition_default_attr(table, &to->attr);
+		}
+		return ROUTER_TAKE_LISTED;
+	case ROUTER_SCAN_QUERY:
+		if (!has_sort_key || pk_bytes != strlen(query_key) ||
+		    memcmp(pk, query_key, pk_bytes) != 0)
+			return ROUTER_TAKE_UNEXPECTED;
+		if (sk_bytes == 0)
+			return ROUTER_TAKE_PASSED;   /* the directory itself */
+		memcpy(to->key, sk, sk_bytes);
+		router_attr_from_meta(&to->attr, entry->meta);
+		return ROUTER_TAKE_LISTED;
+	}
+	return ROUTER_TAKE_UNEXPECTED;
+}
+
 /* Takes the entries of one scan page into entries (room of them), moving
  * cursor past each; *added says how many were kept. An entry that does not
  * decode is skipped; one whose position cannot even serve as a cursor
  * stops the scan (-EIO): going on would return the same page forever. */
-static int router_scan_take(const struct router_table *table, const Quorum__ScanResponse *page,
+static int router_scan_take(const struct router_table *table, enum router_scan_mode mode,
+			    const char *query_key, const Quorum__ScanResponse *page,
 			    struct router_cursor *cursor, struct router_scan_entry *entries,
 			    size_t room, size_t *added)
 {
@@ -1433,6 +1854,7 @@ static int router_scan_take(const struct router_table *table, const Quorum__Scan
 		size_t pk_bytes, sk_bytes;
 		bool has_sort_key;
 		uint64_t hash;
+		enum router_take take;
 		struct router_scan_entry *to = &entries[*added];
 
 		if (entry->position.len == 0 || entry->position.len > KEY_POSITION_MAX_BYTES) {
@@ -1440,19 +1862,20 @@ static int router_scan_take(const struct router_table *table, const Quorum__Scan
 				 "cannot go on", table->name, entry->position.len);
 			return -EIO;
 		}
+		take = ROUTER_TAKE_UNEXPECTED;
 		if (key_decode_position(entry->position.data, entry->position.len, &hash, &pk,
-					&pk_bytes, &sk, &sk_bytes, &has_sort_key) < 0 ||
-		    has_sort_key || key_validate_name(pk, pk_bytes) < 0) {
-			log_warn("scan of table %s: entry with an undecodable position skipped",
-				 table->name);
+					&pk_bytes, &sk, &sk_bytes, &has_sort_key) == 0)
+			take = router_scan_entry_take(table, mode, query_key, cursor, entry, pk,
+						      pk_bytes, sk, sk_bytes, has_sort_key, to);
+		if (take != ROUTER_TAKE_LISTED) {
+			if (take == ROUTER_TAKE_UNEXPECTED)
+				log_warn("scan of table %s: entry with an unexpected position "
+					 "skipped", table->name);
 			/* Still move past it, inside the same partition. */
 			memcpy(cursor->after, entry->position.data, entry->position.len);
 			cursor->after_bytes = entry->position.len;
 			continue;
 		}
-		memcpy(to->key, pk, pk_bytes);
-		to->key[pk_bytes] = '\0';
-		router_attr_from_meta(&to->attr, entry->meta);
 		memset(&to->next, 0, sizeof(to->next));
 		to->next.hash = hash;
 		to->next.after_bytes = entry->position.len;
@@ -1463,15 +1886,31 @@ static int router_scan_take(const struct router_table *table, const Quorum__Scan
 	return 0;
 }
 
-/* One scan of up to capacity entries (see router_scan); eventual: any
- * replica may answer. */
+/* One scan of up to capacity entries (see router_scan and router_query);
+ * eventual: any replica may answer. query_key: the partition key of a
+ * query, else NULL. */
 static int router_scan_op(struct router *router, const struct router_table *table,
-			  struct router_cursor *cursor, struct router_scan_entry *entries,
-			  size_t capacity, bool eventual, size_t *count)
+			  const char *query_key, struct router_cursor *cursor,
+			  struct router_scan_entry *entries, size_t capacity, bool eventual,
+			  size_t *count)
 {
+	enum router_scan_mode mode = ROUTER_SCAN_ITEMS;
+	uint64_t query_hash = 0;
+
 	*count = 0;
-	if (table->has_sort_key)
-		return -EOPNOTSUPP;
+	if (query_key) {
+		int err = key_validate_name(query_key, strlen(query_key));
+
+		if (err < 0)
+			return err;
+		if (!table->has_sort_key)
+			return -ENOTDIR;
+		mode = ROUTER_SCAN_QUERY;
+		/* One partition holds every item of a partition key. */
+		query_hash = key_hash(query_key, strlen(query_key));
+	} else if (table->has_sort_key) {
+		mode = ROUTER_SCAN_PARTITION_KEYS;
+	}
 	while (!cursor->done && *count < capacity) {
 		Quorum__Request request = QUORUM__REQUEST__INIT;
 		Quorum__ScanRequest scan = QUORUM__SCAN_REQUEST__INIT;
@@ -1483,7 +1922,7 @@ static int router_scan_op(struct router *router, const struct router_table *tabl
 		bool more;
 		int err;
 
-		router_op_begin(&op, router, "scan", table->name, NULL);
+		router_op_begin(&op, router, query_key ? "query" : "scan", table->name, query_key);
 		scan.table_id = table->id;
 		scan.limit = room > ROUTER_SCAN_PAGE_MAX ? ROUTER_SCAN_PAGE_MAX : (uint32_t)room;
 		scan.has_after = cursor->after_bytes > 0;
@@ -1491,12 +1930,19 @@ static int router_scan_op(struct router *router, const struct router_table *tabl
 		scan.after.len = cursor->after_bytes;
 		scan.has_eventual = eventual;
 		scan.eventual = eventual;
+		if (mode == ROUTER_SCAN_QUERY) {
+			scan.has_partition_key = true;
+			router_set_name(&scan.partition_key, query_key);
+		}
+		scan.has_distinct_partition_keys = mode == ROUTER_SCAN_PARTITION_KEYS;
+		scan.distinct_partition_keys = mode == ROUTER_SCAN_PARTITION_KEYS;
 		request.op_case = QUORUM__REQUEST__OP_SCAN;
 		request.scan = &scan;
 		/* The range is known only once routed: every attempt sends
 		 * the range of its route (set by router_call_node). */
-		err = router_call_node(router, &op, table, cursor->hash, eventual, &request,
-				       &response, &target);
+		err = router_call_node(router, &op, table,
+				       mode == ROUTER_SCAN_QUERY ? query_hash : cursor->hash,
+				       eventual, &request, &response, &target);
 		if (err < 0)
 			return err;
 		page = response->scan;
@@ -1506,14 +1952,20 @@ static int router_scan_op(struct router *router, const struct router_table *tabl
 			 * read again from the cursor. */
 			more = true;
 		}
-		err = router_scan_take(table, page, cursor, entries + *count, room, &added);
+		err = router_scan_take(table, mode, query_key, page, cursor, entries + *count, room,
+				       &added);
 		*count += added;
 		if (err < 0) {
 			quorum__response__free_unpacked(response, NULL);
 			return err;
 		}
-		if (!more) {
-			router_cursor_next_partition(cursor, target.hash_last);
+		if (!more && mode == ROUTER_SCAN_QUERY) {
+			cursor->done = true;
+		} else if (!more) {
+			/* A node whose group split answers for its part of the range only. */
+			router_cursor_next_partition(cursor, page->has_covered_last &&
+							     page->covered_last < target.hash_last ?
+							     page->covered_last : target.hash_last);
 		} else if (page->n_entries == 0) {
 			/* "More" with an empty page would loop forever. */
 			log_warn("scan of table %s: node %s answered an empty page with more",
@@ -1530,7 +1982,44 @@ int router_scan(struct router *router, const struct router_table *table,
 		struct router_cursor *cursor, struct router_scan_entry *entries,
 		size_t capacity, size_t *count)
 {
-	return router_scan_op(router, table, cursor, entries, capacity, router->eventual, count);
+	return router_scan_op(router, table, NULL, cursor, entries, capacity, router->eventual,
+			      count);
+}
+
+int router_query(struct router *router, const struct router_table *table,
+		 const char *partition_key, struct router_cursor *cursor,
+		 struct router_scan_entry *entries, size_t capacity, size_t *count)
+{
+	return router_scan_op(router, table, partition_key, cursor, entries, capacity,
+			      router->eventual, count);
+}
+
+int router_partition_has_items(struct router *router, const struct router_table *table,
+			       const char *partition_key, bool *has_items)
+{
+	struct router_cursor cursor;
+	struct router_scan_entry entry;
+	size_t count = 0;
+	int err;
+
+	*has_items = false;
+	router_cursor_start(&cursor);
+	/* At the leader: rmdir must not remove a directory that holds items. */
+	err = router_scan_op(router, table, partition_key, &cursor, &entry, 1, false, &count);
+	if (err < 0)
+		return err;
+	*has_items = count > 0;
+	return 0;
+}
+
+void router_partition_default_attr(const struct router_table *table, struct item_attr *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->mode = S_IFDIR | (table->mode & 07777);
+	out->uid = table->uid;
+	out->gid = table->gid;
+	out->mtime_ns = table->mtime_ns;
+	out->ctime_ns = table->ctime_ns;
 }
 
 int router_table_has_items(struct router *router, const struct router_table *table,
@@ -1543,8 +2032,9 @@ int router_table_has_items(struct router *router, const struct router_table *tab
 
 	*has_items = false;
 	router_cursor_start(&cursor);
-	/* At the leader: rmdir must not delete a table that holds items. */
-	err = router_scan_op(router, table, &cursor, &entry, 1, false, &count);
+	/* At the leader: rmdir must not delete a table that holds items (or,
+	 * with a sort key, a directory of a partition key). */
+	err = router_scan_op(router, table, NULL, &cursor, &entry, 1, false, &count);
 	if (err < 0)
 		return err;
 	*has_items = count > 0;

@@ -120,12 +120,29 @@ struct router_item {
 void router_item_free(struct router_item *item);
 
 /* Every item function names its item by table (from router_get_table) and
- * key (any bytes but '/' and NUL, 1 to 255, validated here: -EINVAL,
- * -ENAMETOOLONG). Tables with a sort key are not routed yet: -EOPNOTSUPP. */
+ * key: in a table without a sort key, the item's key (any bytes but '/' and
+ * NUL, 1 to 255); in a table with one, "P/S": its partition key P and sort
+ * key S as the item's path inside the table's directory (S empty: P's
+ * directory marker, see router_key). Validated here: -EINVAL,
+ * -ENAMETOOLONG. Each has a twin ending in _at that takes the key as a
+ * struct router_key instead of a string. The partition key routes: all
+ * items of one partition key live in one partition. */
+
+/* An item's primary key. sort_key is NULL in a table without a sort key,
+ * and set in a table with one; there an empty sort_key names the
+ * directory marker of partition_key: the item (of mode S_IFDIR) that keeps
+ * the attributes of the mount's directory T/P, so that mkdir T/P works
+ * before P holds anything (README, "Tables with a sort key"). */
+struct router_key {
+	const char *partition_key;
+	const char *sort_key;
+};
 
 /* -ENOENT when absent; -EIO when the stored record fails its checksum. */
 int router_get_item(struct router *router, const struct router_table *table, const char *key,
 		    bool meta_only, struct router_item *out);
+int router_get_item_at(struct router *router, const struct router_table *table,
+		       const struct router_key *key, bool meta_only, struct router_item *out);
 
 enum router_condition {
 	ROUTER_COND_NONE,
@@ -143,9 +160,16 @@ int router_put_item(struct router *router, const struct router_table *table, con
 		    const struct item_xattr *xattrs, size_t xattr_count,
 		    enum router_condition condition, uint64_t expect_version,
 		    struct item_attr *out);
+int router_put_item_at(struct router *router, const struct router_table *table,
+		       const struct router_key *key, const struct item_attr *attr,
+		       const void *body, size_t body_bytes, const struct item_xattr *xattrs,
+		       size_t xattr_count, enum router_condition condition,
+		       uint64_t expect_version, struct item_attr *out);
 
 /* -ENOENT when absent (and no earlier try of this call deleted it). */
 int router_delete_item(struct router *router, const struct router_table *table, const char *key);
+int router_delete_item_at(struct router *router, const struct router_table *table,
+			  const struct router_key *key);
 
 /* An in-place metadata change, atomic on the node. */
 struct router_update {
@@ -161,12 +185,20 @@ struct router_update {
 int router_update_item(struct router *router, const struct router_table *table,
 		       const char *key, const struct router_update *update,
 		       struct item_attr *out);
+int router_update_item_at(struct router *router, const struct router_table *table,
+			  const struct router_key *key, const struct router_update *update,
+			  struct item_attr *out);
 
 /* Renames inside one table: puts the target with the source's body,
  * metadata and xattrs, then deletes the source, so the target is never
- * seen partial. no_replace: -EEXIST when the target exists. */
+ * seen partial. no_replace: -EEXIST when the target exists. In a table
+ * with a sort key, source and target may have different partition keys
+ * (then two partitions may be involved, one after the other). */
 int router_rename_item(struct router *router, const struct router_table *table,
 		       const char *from, const char *to, bool no_replace);
+int router_rename_item_at(struct router *router, const struct router_table *table,
+			  const struct router_key *from, const struct router_key *to,
+			  bool no_replace);
 
 /* -------------------------------------------------------------------- scan */
 
@@ -184,19 +216,44 @@ struct router_scan_entry {
 	char key[KEY_NAME_MAX_BYTES + 1];     /* NUL-terminated */
 	struct item_attr attr;
 	struct router_cursor next;            /* resumes right after this entry */
+	/* A partition key of a table with a sort key (router_scan): attr is
+	 * its directory marker's, or router_partition_default_attr's when it
+	 * has none. */
+	bool is_directory;
 };
 
 void router_cursor_start(struct router_cursor *cursor);
 
 /* Fills up to capacity entries in (hash, key) order, across partitions,
  * from cursor on, and advances cursor past them; cursor->done once the
- * table has no more. Never holds more than one page of a table in memory. */
+ * table has no more. Never holds more than one page of a table in memory.
+ * A table with a sort key lists its partition keys instead, each once
+ * (whether it has items, a directory marker or both), as directories
+ * (is_directory): one entry per partition key travels, not one per item. */
 int router_scan(struct router *router, const struct router_table *table,
 		struct router_cursor *cursor, struct router_scan_entry *entries,
 		size_t capacity, size_t *count);
 
-/* True when the table holds at least one item. */
+/* A query: the items of one partition key of a table with a sort key, by
+ * sort key (bytewise), keys being the sort keys; the directory marker is
+ * left out. Pages as router_scan does, from one partition: never a scan of
+ * the table. -ENOTDIR for a table without a sort key. */
+int router_query(struct router *router, const struct router_table *table,
+		 const char *partition_key, struct router_cursor *cursor,
+		 struct router_scan_entry *entries, size_t capacity, size_t *count);
+
+/* True when the table holds at least one item (with a sort key: one item
+ * or directory marker). */
 int router_table_has_items(struct router *router, const struct router_table *table,
 			   bool *has_items);
+
+/* True when partition_key holds at least one item besides its directory
+ * marker. Asked at the leader, whatever the consistency. */
+int router_partition_has_items(struct router *router, const struct router_table *table,
+			       const char *partition_key, bool *has_items);
+
+/* The attributes of a partition key's directory that has no marker: the
+ * table's mode (S_IFDIR), owner and times. */
+void router_partition_default_attr(const struct router_table *table, struct item_attr *out);
 
 #endif

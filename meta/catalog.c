@@ -10,9 +10,13 @@
 
 #include "cluster/keys.h"
 #include "cluster/log.h"
+#include "cluster/paxos.h"
 #include "meta/placement.h"
+#include "meta/reports.h"
+#include "meta/settings.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -360,6 +364,11 @@ static Quorum__NodeInfo *catalog_node_info(const struct catalog *catalog,
 	}
 	info->has_replica_count = true;
 	info->replica_count = node->replica_count;
+	/* A down node's last report says nothing about who leads now. */
+	info->has_leader_count = true;
+	for (size_t i = 0; info->up && i < node->report_count; i++)
+		if (node->reports[i].role == PAXOS_LEADER)
+			info->leader_count++;
 	return info;
 }
 
@@ -667,7 +676,7 @@ static int catalog_replica_statuses(struct catalog *catalog, const Quorum__Table
 			quorum__replica_status__init(status);
 			status->partition_id = partition->id;
 			status->node_id = node->id;
-			status->report = arena_memdup(arena, report, sizeof(*report));
+			status->report = reports_in_arena(report, arena);
 			if (!status->report)
 				return -ENOMEM;
 			status->report_age_ms = now_ms > node->reports_ms ?
@@ -988,26 +997,18 @@ int catalog_report_groups(struct catalog *catalog, uint64_t node_id,
 
 	if (count > CATALOG_REPORTS_MAX)
 		count = CATALOG_REPORTS_MAX;
-	if (count) {
-		copies = calloc(count, sizeof(*copies));
-		if (!copies)
-			return -ENOMEM;
-	}
-	for (size_t i = 0; i < count; i++) {
-		/* Scalars only: the unknown fields of a newer node stay behind. */
-		copies[i] = *reports[i];
-		copies[i].base.n_unknown_fields = 0;
-		copies[i].base.unknown_fields = NULL;
-	}
+	/* Deep copies: the request's memory goes when the heartbeat is answered. */
+	if (reports_copy(reports, count, &copies) < 0)
+		return -ENOMEM;
 	pthread_mutex_lock(&catalog->lock);
 	index = catalog_find_node(catalog, node_id, &found);
 	if (!found) {
 		pthread_mutex_unlock(&catalog->lock);
-		free(copies);
+		reports_free(copies, count);
 		return -ENOENT;
 	}
 	node = &catalog->nodes[index];
-	free(node->reports);
+	reports_free(node->reports, node->report_count);
 	node->reports = copies;
 	node->report_count = count;
 	node->reports_ms = now_ms;
@@ -1108,6 +1109,146 @@ int catalog_node_assignments(struct catalog *catalog, uint64_t node_id, struct a
 	*out = list;
 	*count = n;
 	return 0;
+}
+
+/* ------------------------------------------------------------------ splits */
+
+static int catalog_compare_partitions(const void *a, const void *b)
+{
+	const Quorum__PartitionInfo *pa = *(Quorum__PartitionInfo *const *)a;
+	const Quorum__PartitionInfo *pb = *(Quorum__PartitionInfo *const *)b;
+
+	return pa->hash_first < pb->hash_first ? -1 : pa->hash_first > pb->hash_first;
+}
+
+static bool catalog_table_has_partition(const Quorum__TableInfo *table, uint64_t id)
+{
+	for (size_t p = 0; p < table->n_partitions; p++)
+		if (table->partitions[p]->id == id)
+			return true;
+	return false;
+}
+
+int catalog_adopt_split(struct catalog *catalog, uint64_t table_id, uint64_t partition_id,
+			uint64_t hash_first, uint64_t hash_last, uint64_t epoch,
+			Quorum__SplitChild *const *children, size_t child_count)
+{
+	leveldb_writebatch_t *batch = NULL;
+	Quorum__TableInfo *table = NULL, *copy, *kept = NULL;
+	Quorum__PartitionInfo *parent = NULL, **partitions;
+	struct arena *arena = arena_new();
+	uint64_t next_partition_id;
+	uint8_t *packed;
+	size_t packed_bytes, t, n;
+	int err = 0;
+
+	if (!arena)
+		return -ENOMEM;
+	pthread_mutex_lock(&catalog->lock);
+	for (t = 0; t < catalog->table_count; t++) {
+		if (catalog->tables[t]->id == table_id) {
+			table = catalog->tables[t];
+			break;
+		}
+	}
+	for (size_t p = 0; table && p < table->n_partitions && !parent; p++)
+		if (table->partitions[p]->id == partition_id)
+			parent = table->partitions[p];
+	/* The group's word is newer than ours only with a higher epoch; a range must shrink. */
+	if (!parent || epoch <= parent->epoch || hash_first != parent->hash_first ||
+	    hash_last >= parent->hash_last)
+		goto out;
+	copy = arena_memdup(arena, table, sizeof(*table));
+	partitions = arena_alloc(arena, (table->n_partitions + child_count) * sizeof(*partitions));
+	err = -ENOMEM;
+	if (!copy || !partitions)
+		goto out;
+	next_partition_id = catalog->next_partition_id;
+	n = 0;
+	for (size_t p = 0; p < table->n_partitions; p++) {
+		Quorum__PartitionInfo *info = table->partitions[p];
+
+		if (info == parent) {
+			info = arena_memdup(arena, parent, sizeof(*parent));
+			if (!info)
+				goto out;
+			info->hash_last = hash_last;
+			info->epoch = epoch;
+		}
+		partitions[n++] = info;
+	}
+	for (size_t c = 0; c < child_count; c++) {
+		const Quorum__SplitChild *child = children[c];
+		Quorum__PartitionInfo *info;
+
+		/* Only children inside what the parent gave up; older ones were adopted before. */
+		if (catalog_table_has_partition(table, child->partition_id) ||
+		    child->hash_first <= hash_last || child->hash_last > parent->hash_last)
+			continue;
+		info = arena_memdup(arena, parent, sizeof(*parent));
+		if (!info)
+			goto out;
+		info->id = child->partition_id;
+		info->hash_first = child->hash_first;
+		info->hash_last = child->hash_last;
+		info->epoch = child->epoch;
+		partitions[n++] = info;
+		if (info->id >= next_partition_id)
+			next_partition_id = info->id + 1;
+	}
+	qsort(partitions, n, sizeof(*partitions), catalog_compare_partitions);
+	copy->partitions = partitions;
+	copy->n_partitions = n;
+	batch = leveldb_writebatch_create();
+	if (!batch || catalog_pack(&copy->base, arena, &packed, &packed_bytes) < 0)
+		goto out;
+	kept = catalog_copy_table(packed, packed_bytes);
+	if (!kept)
+		goto out;
+	catalog_batch_put_table(batch, &copy->name, packed, packed_bytes);
+	if (catalog_batch_put_counters(batch, catalog->next_table_id, catalog->next_node_id,
+				       next_partition_id, arena) < 0)
+		goto out;
+	err = catalog_write(catalog, batch, NULL);
+	if (err < 0)
+		goto out;
+	quorum__table_info__free_unpacked(catalog->tables[t], NULL);
+	catalog->tables[t] = kept;
+	kept = NULL;
+	catalog->next_partition_id = next_partition_id;
+	log_info("table %" PRIu64 ": partition %" PRIu64 " split, now [%016" PRIx64 ", %016"
+		 PRIx64 "] epoch %" PRIu64 ", %zu partitions", table_id, partition_id, hash_first,
+		 hash_last, epoch, n);
+	err = 1;
+out:
+	if (kept)
+		quorum__table_info__free_unpacked(kept, NULL);
+	if (batch)
+		leveldb_writebatch_destroy(batch);
+	pthread_mutex_unlock(&catalog->lock);
+	arena_free(arena);
+	return err;
+}
+
+int catalog_reserve_partition_id(struct catalog *catalog, uint64_t *id)
+{
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	struct arena *arena = arena_new();
+	int err = -ENOMEM;
+
+	pthread_mutex_lock(&catalog->lock);
+	if (batch && arena &&
+	    catalog_batch_put_counters(batch, catalog->next_table_id, catalog->next_node_id,
+				       catalog->next_partition_id + 1, arena) == 0) {
+		err = catalog_write(catalog, batch, NULL);
+		if (!err)
+			*id = catalog->next_partition_id++;
+	}
+	pthread_mutex_unlock(&catalog->lock);
+	if (batch)
+		leveldb_writebatch_destroy(batch);
+	arena_free(arena);
+	return err;
 }
 
 /* Whether the group the node reports is one meta knows to be gone from it. */
@@ -1331,6 +1472,9 @@ static int catalog_load(struct catalog *catalog)
 		else if (key_bytes > CATALOG_PREFIX_BYTES &&
 			 memcmp(key, CATALOG_NODE_PREFIX, CATALOG_PREFIX_BYTES) == 0)
 			err = catalog_load_node(catalog, key, key_bytes, value, value_bytes);
+		else if (key_bytes > SETTINGS_RECORD_PREFIX_BYTES &&
+			 memcmp(key, SETTINGS_RECORD_PREFIX, SETTINGS_RECORD_PREFIX_BYTES) == 0)
+			continue;	/* settings.c loads its own records */
 		else {
 			/* A record of a newer version: keep it, do not guess. */
 			catalog_printable(key, key_bytes, printable, sizeof(printable));
@@ -1436,7 +1580,7 @@ void catalog_close(struct catalog *catalog)
 	for (size_t n = 0; n < catalog->node_count; n++) {
 		free(catalog->nodes[n].address);
 		free(catalog->nodes[n].az);
-		free(catalog->nodes[n].reports);
+		reports_free(catalog->nodes[n].reports, catalog->nodes[n].report_count);
 	}
 	free(catalog->nodes);
 	if (catalog->db)
@@ -1449,4 +1593,16 @@ void catalog_close(struct catalog *catalog)
 		leveldb_readoptions_destroy(catalog->read_options);
 	pthread_mutex_destroy(&catalog->lock);
 	free(catalog);
+}
+
+void catalog_set_heartbeat_timeout_ms(struct catalog *catalog, int64_t heartbeat_timeout_ms)
+{
+	pthread_mutex_lock(&catalog->lock);
+	catalog->heartbeat_timeout_ms = heartbeat_timeout_ms;
+	pthread_mutex_unlock(&catalog->lock);
+}
+
+struct leveldb_t *catalog_leveldb(struct catalog *catalog)
+{
+	return catalog->db;
 }

@@ -5,6 +5,7 @@
  *     "t/" + table name       -> TableInfo, with its partitions
  *     "n/" + node id (8, BE)  -> NodeRecord
  *     "c"                     -> Counters
+ *     "s/" + setting key      -> SettingRecord (meta/settings.h loads them)
  * Table, node and partition ids come from the counters and are never
  * reused, even across restarts.
  *
@@ -99,6 +100,19 @@ int catalog_report_groups(struct catalog *catalog, uint64_t node_id,
 int catalog_node_assignments(struct catalog *catalog, uint64_t node_id, struct arena *arena,
 			     Quorum__PartitionAssignment ***out, size_t *count);
 
+/* Follows a split a group made (its report, or a split's answer): when epoch is above the
+ * one recorded for (table_id, partition_id) and the range shrank, the partition takes
+ * [hash_first, hash_last] and epoch, and each child inside what it gave up becomes a
+ * partition on the same replicas, durably. Returns 1 when the map changed, 0 when there
+ * was nothing to adopt, -EIO, -ENOMEM. */
+int catalog_adopt_split(struct catalog *catalog, uint64_t table_id, uint64_t partition_id,
+			uint64_t hash_first, uint64_t hash_last, uint64_t epoch,
+			Quorum__SplitChild *const *children, size_t child_count);
+
+/* A partition id no partition has or will have (the counter is synced before it is used):
+ * the child of a split. -EIO, -ENOMEM. */
+int catalog_reserve_partition_id(struct catalog *catalog, uint64_t *id);
+
 /* The groups among reports (a node's heartbeat) that meta knows the node must no longer
  * host: their table was deleted (its id is below the next table id and no table has it),
  * or their table lives on without this replica. A group of a table id meta never handed
@@ -114,5 +128,14 @@ int catalog_list_nodes(struct catalog *catalog, int64_t now_ms, struct arena *ar
 /* Cluster totals (space of up nodes only); item_max_bytes is the caller's. */
 int catalog_cluster_info(struct catalog *catalog, int64_t now_ms, uint64_t item_max_bytes,
 			 struct arena *arena, Quorum__ClusterInfoResponse **out);
+
+/* A node is down once its last heartbeat is older than this (the
+ * heartbeat.timeout_ms setting changes it at run time). */
+void catalog_set_heartbeat_timeout_ms(struct catalog *catalog, int64_t heartbeat_timeout_ms);
+
+/* The catalog's LevelDB, for meta/settings.c, which keeps its records there.
+ * Valid until catalog_close. */
+struct leveldb_t;
+struct leveldb_t *catalog_leveldb(struct catalog *catalog);
 
 #endif

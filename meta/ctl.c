@@ -42,6 +42,12 @@ struct ctl_options {
 	bool force;
 	int timeout_s;
 	uint32_t partition_count;   /* 0: the service's default */
+	bool sort_key;              /* `table create --sort-key` */
+	const char *table;          /* `partition list --table T` */
+	bool has_split_partition;   /* `table split --partition ID` */
+	uint64_t split_partition;
+	bool has_split_at;          /* `table split --at HASH` */
+	uint64_t split_at;
 };
 
 /* The state of one run: options, the connection, the command's words. */
@@ -75,6 +81,12 @@ static void ctl_usage(FILE *out)
 		"  -p, --partitions N      `table create`: partitions of the new table\n"
 		"                          (default: the service's, 4 unless configured)\n"
 		"  -f, --force             `table delete`: delete without checking for items\n"
+		"      --sort-key          `table create`: items have a sort key; on the\n"
+		"                          mount, T/P/S is the item (P, S)\n"
+		"      --table T           `partition list`: only the partitions of table T\n"
+		"      --partition ID      `table split`: only partition ID\n"
+		"      --at HASH           `table split`: split at this hash (16 hex digits),\n"
+		"                          the first of the new partition's range\n"
 		"  -h, --help              print this help and exit\n"
 		"  -V, --version           print the version and exit\n"
 		"\n"
@@ -89,9 +101,33 @@ static void ctl_usage(FILE *out)
 		"                          replica: node, AZ, up or down, role, slots and\n"
 		"                          the age of its last report\n"
 		"  table create T          create table T (mode %04o, owned by the caller)\n"
+		"  table split T           split every partition of T in two now (or the one\n"
+		"                          of --partition, at --at): each keeps the lower\n"
+		"                          half of its bytes, a new partition on the same\n"
+		"                          nodes takes the upper half; then as describe\n"
 		"  table delete T --force  delete table T and forget its items. quorumctl\n"
 		"                          does not check that T is empty: to delete only an\n"
 		"                          empty table, use rmdir on the mount instead\n"
+		"  node list               every storage node: id, AZ, address, up or down,\n"
+		"                          heartbeat age, replicas and leaders held, free\n"
+		"                          and capacity\n"
+		"  partition list          every partition (of --table T): table, id, hash\n"
+		"                          range, epoch, replicas (node/AZ), leader, size,\n"
+		"                          items, reads and writes per second over the last\n"
+		"                          10 s, and the hottest partition keys (--json:\n"
+		"                          per replica too)\n"
+		"  config get [KEY]        the cluster settings (or one): value, default and\n"
+		"                          whether an operator set it\n"
+		"  config set KEY VALUE    change a setting at once, cluster-wide and kept\n"
+		"                          across restarts; VALUE is a number with an\n"
+		"                          optional unit (64MiB, 30s, 500ms) or 'default'.\n"
+		"                          Keys: item.max_bytes (largest item; bigger writes\n"
+		"                          fail with EFBIG), split.bytes (a partition larger\n"
+		"                          than this splits), split.rate and split.window_s\n"
+		"                          (a partition serving more reads + writes per\n"
+		"                          second than split.rate for split.window_s splits\n"
+		"                          for consumption), heartbeat.timeout_ms (a node\n"
+		"                          silent this long is down)\n"
 		"\n"
 		"Exit status: 0 success, 1 the operation failed (or no answer), 2 usage error.\n",
 		CTL_TIMEOUT_MAX_S, CTL_DEFAULT_TIMEOUT_S, CTL_DEFAULT_MODE);
@@ -727,6 +763,8 @@ static int ctl_table_create(struct ctl *ctl, const char *name)
 		create.has_partition_count = true;
 		create.partition_count = ctl->options.partition_count;
 	}
+	create.has_has_sort_key = ctl->options.sort_key;
+	create.has_sort_key = ctl->options.sort_key;
 	request.op_case = QUORUM__REQUEST__OP_CREATE_TABLE;
 	request.create_table = &create;
 	status = ctl_call(ctl, what, &request, &response);
@@ -773,17 +811,40 @@ static int ctl_table_delete(struct ctl *ctl, const char *name)
 	return CTL_EXIT_OK;
 }
 
+static int ctl_table_split(struct ctl *ctl, const char *name)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__SplitTableRequest split = QUORUM__SPLIT_TABLE_REQUEST__INIT;
+	Quorum__Response *response;
+	char what[300];
+	int status;
+
+	snprintf(what, sizeof(what), "table split %s", name);
+	split.name.data = (uint8_t *)name;
+	split.name.len = strlen(name);
+	split.has_partition_id = ctl->options.has_split_partition;
+	split.partition_id = ctl->options.split_partition;
+	split.has_split_hash = ctl->options.has_split_at;
+	split.split_hash = ctl->options.split_at;
+	request.op_case = QUORUM__REQUEST__OP_SPLIT_TABLE;
+	request.split_table = &split;
+	status = ctl_call(ctl, what, &request, &response);
+	if (status != CTL_EXIT_OK)
+		return status;
+	return ctl_table_show(ctl, response);
+}
+
 static int ctl_table(struct ctl *ctl)
 {
 	const char *verb = ctl->word_count > 1 ? ctl->words[1] : NULL;
 
 	if (!verb)
-		return ctl_usage_error("%s needs a verb: list, describe, create or delete",
+		return ctl_usage_error("%s needs a verb: list, describe, create, split or delete",
 				       "table");
 	if (strcmp(verb, "list") == 0)
 		return ctl_table_list(ctl);
 	if (strcmp(verb, "describe") != 0 && strcmp(verb, "create") != 0 &&
-	    strcmp(verb, "delete") != 0)
+	    strcmp(verb, "delete") != 0 && strcmp(verb, "split") != 0)
 		return ctl_usage_error("unknown table command '%s'", verb);
 	if (ctl->word_count != 3)
 		return ctl_usage_error("table %s takes one table name", verb);
@@ -791,10 +852,523 @@ static int ctl_table(struct ctl *ctl)
 		return ctl_table_describe(ctl, ctl->words[2]);
 	if (strcmp(verb, "create") == 0)
 		return ctl_table_create(ctl, ctl->words[2]);
+	if (strcmp(verb, "split") == 0)
+		return ctl_table_split(ctl, ctl->words[2]);
 	return ctl_table_delete(ctl, ctl->words[2]);
 }
 
+/* ---------------------------------------------------------------- settings */
+
+static json_t *ctl_json_setting(const Quorum__Setting *setting)
+{
+	json_t *object = json_object();
+
+	if (!object)
+		return NULL;
+	json_object_set_new(object, "value", ctl_json_u64(setting->value));
+	json_object_set_new(object, "unit", json_string(setting->unit));
+	json_object_set_new(object, "default", ctl_json_u64(setting->default_value));
+	json_object_set_new(object, "is_set", json_boolean(setting->is_set));
+	json_object_set_new(object, "min", ctl_json_u64(setting->min));
+	json_object_set_new(object, "max", ctl_json_u64(setting->max));
+	json_object_set_new(object, "description", setting->description ?
+			    json_string(setting->description) : json_null());
+	return object;
+}
+
+/* "1048576 bytes (1.0 MiB)", "30 s". */
+static void ctl_format_setting(uint64_t value, const char *unit, char *out, size_t out_bytes)
+{
+	char human[32];
+
+	if (strcmp(unit, "bytes") == 0 && value >= 1024) {
+		ctl_format_bytes(value, human, sizeof(human));
+		snprintf(out, out_bytes, "%" PRIu64 " bytes (%s)", value, human);
+	} else {
+		snprintf(out, out_bytes, "%" PRIu64 " %s", value, unit);
+	}
+}
+
+static int ctl_print_settings(struct ctl *ctl, const Quorum__SettingsResponse *settings)
+{
+	char value[64], default_value[64];
+
+	if (ctl->options.json) {
+		json_t *root = json_object();
+
+		for (size_t i = 0; root && i < settings->n_settings; i++)
+			json_object_set_new(root, settings->settings[i]->key,
+					    ctl_json_setting(settings->settings[i]));
+		return ctl_print_json(root);
+	}
+	printf("%-22s %-28s %-28s %s\n", "KEY", "VALUE", "DEFAULT", "SOURCE");
+	for (size_t i = 0; i < settings->n_settings; i++) {
+		const Quorum__Setting *setting = settings->settings[i];
+
+		ctl_format_setting(setting->value, setting->unit, value, sizeof(value));
+		ctl_format_setting(setting->default_value, setting->unit, default_value,
+				   sizeof(default_value));
+		printf("%-22s %-28s %-28s %s\n", setting->key, value, default_value,
+		       setting->is_set ? "set" : "default");
+	}
+	if (fflush(stdout) == EOF)
+		return ctl_fail("output", strerror(errno));
+	return CTL_EXIT_OK;
+}
+
+static int ctl_config(struct ctl *ctl)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__GetSettingsRequest get = QUORUM__GET_SETTINGS_REQUEST__INIT;
+	Quorum__SetSettingRequest set = QUORUM__SET_SETTING_REQUEST__INIT;
+	const char *verb = ctl->word_count > 1 ? ctl->words[1] : NULL;
+	Quorum__Response *response;
+	char what[300];
+	int status;
+
+	if (!verb)
+		return ctl_usage_error("%s needs a verb: get or set", "config");
+	if (strcmp(verb, "get") == 0) {
+		if (ctl->word_count > 3)
+			return ctl_usage_error("%s", "config get takes at most one KEY");
+		get.key = ctl->word_count == 3 ? ctl->words[2] : NULL;
+		request.op_case = QUORUM__REQUEST__OP_GET_SETTINGS;
+		request.get_settings = &get;
+		snprintf(what, sizeof(what), "config get%s%.200s", get.key ? " " : "",
+			 get.key ? get.key : "");
+	} else if (strcmp(verb, "set") == 0) {
+		if (ctl->word_count != 4)
+			return ctl_usage_error("%s", "config set takes a KEY and a VALUE "
+					       "(or 'default')");
+		set.key = ctl->words[2];
+		set.value = ctl->words[3];
+		request.op_case = QUORUM__REQUEST__OP_SET_SETTING;
+		request.set_setting = &set;
+		snprintf(what, sizeof(what), "config set %.200s", set.key);
+	} else {
+		return ctl_usage_error("unknown config command '%s'", verb);
+	}
+	status = ctl_call(ctl, what, &request, &response);
+	if (status != CTL_EXIT_OK)
+		return status;
+	status = ctl_print_settings(ctl, response->settings);
+	quorum__response__free_unpacked(response, NULL);
+	return status;
+}
+
+/* ------------------------------------------------------------------- nodes */
+
+static int ctl_node_list(struct ctl *ctl)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__ListNodesRequest list = QUORUM__LIST_NODES_REQUEST__INIT;
+	const Quorum__ListNodesResponse *nodes;
+	char capacity[32], free_text[32], age[32];
+	int address_width = (int)strlen("ADDRESS"), az_width = (int)strlen("AZ");
+	Quorum__Response *response;
+	int status;
+
+	if (ctl->word_count != 2)
+		return ctl_usage_error("%s takes no arguments", "node list");
+	request.op_case = QUORUM__REQUEST__OP_LIST_NODES;
+	request.list_nodes = &list;
+	status = ctl_call(ctl, "node list", &request, &response);
+	if (status != CTL_EXIT_OK)
+		return status;
+	nodes = response->list_nodes;
+	if (ctl->options.json) {
+		json_t *array = json_array();
+
+		for (size_t i = 0; array && i < nodes->n_nodes; i++) {
+			json_t *node = ctl_json_node(nodes->nodes[i]);
+
+			if (node)
+				json_object_set_new(node, "leaders",
+						    ctl_json_u64(nodes->nodes[i]->leader_count));
+			json_array_append_new(array, node);
+		}
+		quorum__response__free_unpacked(response, NULL);
+		return ctl_print_json(array);
+	}
+	for (size_t i = 0; i < nodes->n_nodes; i++) {
+		int address_bytes = (int)strlen(nodes->nodes[i]->address);
+		int az_bytes = (int)strlen(nodes->nodes[i]->az);
+
+		address_width = address_bytes > address_width ? address_bytes : address_width;
+		az_width = az_bytes > az_width ? az_bytes : az_width;
+	}
+	if (nodes->n_nodes == 0)
+		printf("no storage node has registered\n");
+	else
+		printf("%-6s %-*s %-*s %-5s %-12s %8s %7s  %s\n", "NODE", az_width, "AZ",
+		       address_width, "ADDRESS", "STATE", "HEARTBEAT", "REPLICAS", "LEADERS",
+		       "FREE/CAPACITY");
+	for (size_t i = 0; i < nodes->n_nodes; i++) {
+		const Quorum__NodeInfo *node = nodes->nodes[i];
+
+		ctl_format_bytes(node->free_bytes, free_text, sizeof(free_text));
+		ctl_format_bytes(node->capacity_bytes, capacity, sizeof(capacity));
+		ctl_format_age(node, age, sizeof(age));
+		printf("%-6" PRIu64 " %-*s %-*s %-5s %-12s %8u %7u  %s / %s\n", node->id, az_width,
+		       node->az, address_width, node->address, node->up ? "up" : "down", age,
+		       node->replica_count, node->leader_count, free_text, capacity);
+	}
+	quorum__response__free_unpacked(response, NULL);
+	if (fflush(stdout) == EOF)
+		return ctl_fail("output", strerror(errno));
+	return CTL_EXIT_OK;
+}
+
+static int ctl_node(struct ctl *ctl)
+{
+	const char *verb = ctl->word_count > 1 ? ctl->words[1] : NULL;
+
+	if (!verb)
+		return ctl_usage_error("%s needs a verb: list", "node");
+	if (strcmp(verb, "list") == 0)
+		return ctl_node_list(ctl);
+	return ctl_usage_error("unknown node command '%s'", verb);
+}
+
+/* -------------------------------------------------------------- partitions */
+
+#define CTL_HOT_KEYS_SHOWN 4
+#define CTL_HOT_KEYS_MERGED 32
+
+/* A partition's load as its replicas report it: rates summed (the leader
+ * serves writes and strong reads, any replica eventual reads), items and
+ * size from the leader (else the largest report), hot keys merged. */
+struct ctl_partition_load {
+	bool known;
+	double read_ops_per_s, write_ops_per_s;
+	bool has_census;
+	uint64_t item_count, size_bytes;
+	size_t hot_count;
+	const Quorum__HotKey *hot[CTL_HOT_KEYS_SHOWN];
+	uint64_t hot_counts[CTL_HOT_KEYS_SHOWN];
+};
+
+static void ctl_partition_load(const Quorum__TableResponse *table,
+			       const Quorum__PartitionInfo *partition, uint64_t leader_id,
+			       struct ctl_partition_load *load)
+{
+	/* Every replica's hot keys, merged by hash. */
+	const Quorum__HotKey *keys[CTL_HOT_KEYS_MERGED];
+	uint64_t counts[CTL_HOT_KEYS_MERGED];
+	size_t key_count = 0;
+
+	memset(load, 0, sizeof(*load));
+	for (size_t r = 0; r < partition->n_replicas; r++) {
+		const Quorum__ReplicaStatus *status =
+			ctl_find_report(table, partition->id, partition->replicas[r]);
+		const Quorum__GroupReport *report = status ? status->report : NULL;
+		bool leader = partition->replicas[r] == leader_id;
+
+		if (!report)
+			continue;
+		load->known = true;
+		load->read_ops_per_s += report->read_ops_per_s;
+		load->write_ops_per_s += report->write_ops_per_s;
+		if (report->has_item_count &&
+		    (leader || !load->has_census || report->item_count > load->item_count)) {
+			load->has_census = true;
+			load->item_count = report->item_count;
+			load->size_bytes = report->size_bytes;
+		}
+		for (size_t h = 0; h < report->n_hot_keys; h++) {
+			size_t k = 0;
+
+			while (k < key_count && keys[k]->hash != report->hot_keys[h]->hash)
+				k++;
+			if (k == key_count) {
+				if (key_count == CTL_HOT_KEYS_MERGED)
+					continue;
+				keys[key_count] = report->hot_keys[h];
+				counts[key_count++] = 0;
+			}
+			counts[k] += report->hot_keys[h]->count;
+		}
+	}
+	/* The highest counts first: a selection, the lists are short. */
+	while (load->hot_count < CTL_HOT_KEYS_SHOWN && key_count > 0) {
+		size_t best = 0;
+
+		for (size_t k = 1; k < key_count; k++)
+			if (counts[k] > counts[best])
+				best = k;
+		load->hot[load->hot_count] = keys[best];
+		load->hot_counts[load->hot_count++] = counts[best];
+		keys[best] = keys[key_count - 1];
+		counts[best] = counts[--key_count];
+	}
+}
+
+static json_t *ctl_json_partition(const Quorum__TableResponse *response,
+				  const Quorum__PartitionInfo *partition)
+{
+	json_t *object = json_object(), *replicas = json_array(), *hot = json_array();
+	struct ctl_partition_view view;
+	struct ctl_partition_load load;
+	char hex[17];
+
+	if (!object || !replicas || !hot) {
+		json_decref(object);
+		json_decref(replicas);
+		json_decref(hot);
+		return NULL;
+	}
+	ctl_partition_view(response, partition, &view);
+	ctl_partition_load(response, partition, view.leader_id, &load);
+	json_object_set_new(object, "table", ctl_json_name(&response->table->name));
+	json_object_set_new(object, "table_id", ctl_json_u64(response->table->id));
+	json_object_set_new(object, "id", ctl_json_u64(partition->id));
+	ctl_hex(partition->hash_first, hex);
+	json_object_set_new(object, "hash_first", json_string(hex));
+	ctl_hex(partition->hash_last, hex);
+	json_object_set_new(object, "hash_last", json_string(hex));
+	json_object_set_new(object, "epoch", ctl_json_u64(partition->epoch));
+	json_object_set_new(object, "leader_id", view.leader_id ? ctl_json_u64(view.leader_id) :
+			    json_null());
+	json_object_set_new(object, "size_bytes", load.has_census ?
+			    ctl_json_u64(load.size_bytes) : json_null());
+	json_object_set_new(object, "item_count", load.has_census ?
+			    ctl_json_u64(load.item_count) : json_null());
+	json_object_set_new(object, "read_ops_per_s", json_real(load.read_ops_per_s));
+	json_object_set_new(object, "write_ops_per_s", json_real(load.write_ops_per_s));
+	for (size_t r = 0; r < partition->n_replicas; r++) {
+		const Quorum__NodeInfo *node = ctl_find_node(response, partition->replicas[r]);
+		const Quorum__ReplicaStatus *status =
+			ctl_find_report(response, partition->id, partition->replicas[r]);
+		json_t *replica = json_object();
+
+		if (!replica)
+			continue;
+		json_object_set_new(replica, "node_id", ctl_json_u64(partition->replicas[r]));
+		json_object_set_new(replica, "az", node ? json_string(node->az) : json_null());
+		json_object_set_new(replica, "up", json_boolean(node && node->up));
+		json_object_set_new(replica, "role", status ?
+				    json_string(ctl_role_name(status->report->role)) : json_null());
+		if (status) {
+			const Quorum__GroupReport *report = status->report;
+
+			json_object_set_new(replica, "size_bytes", report->has_size_bytes ?
+					    ctl_json_u64(report->size_bytes) : json_null());
+			json_object_set_new(replica, "item_count", report->has_item_count ?
+					    ctl_json_u64(report->item_count) : json_null());
+			json_object_set_new(replica, "read_ops_per_s",
+					    json_real(report->read_ops_per_s));
+			json_object_set_new(replica, "write_ops_per_s",
+					    json_real(report->write_ops_per_s));
+			json_object_set_new(replica, "report_age_ms",
+					    ctl_json_u64(status->report_age_ms));
+		}
+		json_array_append_new(replicas, replica);
+	}
+	json_object_set_new(object, "replicas", replicas);
+	for (size_t h = 0; h < load.hot_count; h++) {
+		json_t *key = json_object();
+
+		if (!key)
+			continue;
+		json_object_set_new(key, "key", ctl_json_name(&load.hot[h]->key));
+		json_object_set_new(key, "key_bytes", json_integer(load.hot[h]->key_bytes));
+		json_object_set_new(key, "truncated",
+				    json_boolean(load.hot[h]->key_bytes > load.hot[h]->key.len));
+		ctl_hex(load.hot[h]->hash, hex);
+		json_object_set_new(key, "hash", json_string(hex));
+		json_object_set_new(key, "count", ctl_json_u64(load.hot_counts[h]));
+		json_array_append_new(hot, key);
+	}
+	json_object_set_new(object, "hot_keys", hot);
+	return object;
+}
+
+static void ctl_partition_text(const Quorum__TableResponse *response,
+			       const Quorum__PartitionInfo *partition, int name_width)
+{
+	char name[CTL_NAME_TEXT_BYTES], first[17], last[17], size[32], items[32];
+	char replicas[128], leader[24];
+	struct ctl_partition_view view;
+	struct ctl_partition_load load;
+	size_t used = 0;
+
+	ctl_partition_view(response, partition, &view);
+	ctl_partition_load(response, partition, view.leader_id, &load);
+	ctl_hex(partition->hash_first, first);
+	ctl_hex(partition->hash_last, last);
+	replicas[0] = '\0';
+	for (size_t r = 0; r < partition->n_replicas && used < sizeof(replicas); r++) {
+		const Quorum__NodeInfo *node = ctl_find_node(response, partition->replicas[r]);
+
+		used += (size_t)snprintf(replicas + used, sizeof(replicas) - used, "%s%" PRIu64
+					 "/%s%s", r ? "," : "", partition->replicas[r],
+					 node ? node->az : "?", node && !node->up ? "(down)" : "");
+	}
+	if (view.leader_id)
+		snprintf(leader, sizeof(leader), "%" PRIu64, view.leader_id);
+	else
+		snprintf(leader, sizeof(leader), "-");
+	if (load.has_census) {
+		ctl_format_bytes(load.size_bytes, size, sizeof(size));
+		snprintf(items, sizeof(items), "%" PRIu64, load.item_count);
+	} else {
+		snprintf(size, sizeof(size), "-");
+		snprintf(items, sizeof(items), "-");
+	}
+	printf("%-*s %9" PRIu64 " %s..%s %5" PRIu64 " %-20s %6s %10s %9s %8.1f %8.1f\n",
+	       name_width, ctl_name_text(response->table->name.data, response->table->name.len,
+					 name, false),
+	       partition->id, first, last, partition->epoch, replicas, leader, size, items,
+	       load.read_ops_per_s, load.write_ops_per_s);
+	for (size_t h = 0; h < load.hot_count; h++)
+		printf("%*s hot key %s%s: %" PRIu64 " accesses\n", name_width, "",
+		       ctl_name_text(load.hot[h]->key.data, load.hot[h]->key.len, name, false),
+		       load.hot[h]->key_bytes > load.hot[h]->key.len ? "..." : "",
+		       load.hot_counts[h]);
+}
+
+/* Describes name; NULL when it went away meanwhile (or with a failure printed). */
+static int ctl_describe(struct ctl *ctl, const ProtobufCBinaryData *name,
+			Quorum__Response **response)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__TableRequest table_request = QUORUM__TABLE_REQUEST__INIT;
+	struct rpc_error error = { 0 };
+	char text[CTL_NAME_TEXT_BYTES], what[CTL_NAME_TEXT_BYTES + 32];
+	int err;
+
+	table_request.name = *name;
+	request.op_case = QUORUM__REQUEST__OP_DESCRIBE_TABLE;
+	request.describe_table = &table_request;
+	err = rpc_call(ctl->client, &request, ctl->deadline_ms, response, &error);
+	if (err == -ENOENT && !error.transport)
+		return CTL_EXIT_OK;	/* deleted since it was listed */
+	if (err < 0) {
+		snprintf(what, sizeof(what), "partition list: table %s",
+			 ctl_name_text(name->data, name->len, text, false));
+		return ctl_fail(what, err == -ETIMEDOUT ? "no answer in time" :
+				error.why[0] ? error.why : strerror(-err));
+	}
+	return CTL_EXIT_OK;
+}
+
+static int ctl_partition_list(struct ctl *ctl)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__ListTablesRequest list_request = QUORUM__LIST_TABLES_REQUEST__INIT;
+	Quorum__Response *list = NULL, **tables;
+	size_t table_count = 0;
+	json_t *array = NULL;
+	int status = CTL_EXIT_OK, name_width = (int)strlen("TABLE");
+	char text[CTL_NAME_TEXT_BYTES];
+
+	if (ctl->word_count != 2)
+		return ctl_usage_error("%s takes no arguments (but --table T)", "partition list");
+	if (ctl->options.table) {
+		table_count = 1;
+	} else {
+		request.op_case = QUORUM__REQUEST__OP_LIST_TABLES;
+		request.list_tables = &list_request;
+		status = ctl_call(ctl, "partition list", &request, &list);
+		if (status != CTL_EXIT_OK)
+			return status;
+		table_count = list->list_tables->n_tables;
+	}
+	tables = calloc(table_count ? table_count : 1, sizeof(*tables));
+	if (!tables) {
+		if (list)
+			quorum__response__free_unpacked(list, NULL);
+		return ctl_fail("partition list", "out of memory");
+	}
+	for (size_t t = 0; t < table_count && status == CTL_EXIT_OK; t++) {
+		ProtobufCBinaryData name;
+
+		if (list) {
+			name = list->list_tables->tables[t]->name;
+		} else {
+			name.data = (uint8_t *)ctl->options.table;
+			name.len = strlen(ctl->options.table);
+		}
+		status = ctl_describe(ctl, &name, &tables[t]);
+		if (status == CTL_EXIT_OK && !tables[t] && !list)
+			status = ctl_fail("partition list", "no such table");
+	}
+	if (status == CTL_EXIT_OK && ctl->options.json) {
+		array = json_array();
+		for (size_t t = 0; array && t < table_count; t++) {
+			const Quorum__TableResponse *table = tables[t] ? tables[t]->table : NULL;
+
+			for (size_t p = 0; table && p < table->table->n_partitions; p++)
+				json_array_append_new(array, ctl_json_partition(
+							      table, table->table->partitions[p]));
+		}
+		status = ctl_print_json(array);
+	} else if (status == CTL_EXIT_OK) {
+		size_t partitions = 0;
+
+		for (size_t t = 0; t < table_count; t++) {
+			const Quorum__TableInfo *info = tables[t] ? tables[t]->table->table : NULL;
+			int width;
+
+			if (!info)
+				continue;
+			partitions += info->n_partitions;
+			width = (int)strlen(ctl_name_text(info->name.data, info->name.len, text,
+							  false));
+			name_width = width > name_width ? width : name_width;
+		}
+		if (partitions == 0)
+			printf("no partitions\n");
+		else
+			printf("%-*s %9s %-34s %5s %-20s %6s %10s %9s %8s %8s\n", name_width,
+			       "TABLE", "PARTITION", "HASH RANGE", "EPOCH", "REPLICAS (NODE/AZ)",
+			       "LEADER", "SIZE", "ITEMS", "READ/S", "WRITE/S");
+		for (size_t t = 0; t < table_count; t++) {
+			const Quorum__TableResponse *table = tables[t] ? tables[t]->table : NULL;
+
+			for (size_t p = 0; table && p < table->table->n_partitions; p++)
+				ctl_partition_text(table, table->table->partitions[p], name_width);
+		}
+		if (fflush(stdout) == EOF)
+			status = ctl_fail("output", strerror(errno));
+	}
+	for (size_t t = 0; t < table_count; t++)
+		if (tables[t])
+			quorum__response__free_unpacked(tables[t], NULL);
+	free(tables);
+	if (list)
+		quorum__response__free_unpacked(list, NULL);
+	return status;
+}
+
+static int ctl_partition(struct ctl *ctl)
+{
+	const char *verb = ctl->word_count > 1 ? ctl->words[1] : NULL;
+
+	if (!verb)
+		return ctl_usage_error("%s needs a verb: list", "partition");
+	if (strcmp(verb, "list") == 0)
+		return ctl_partition_list(ctl);
+	return ctl_usage_error("unknown partition command '%s'", verb);
+}
+
 /* -------------------------------------------------------------------- main */
+
+/* A whole number in base (10 or 16) that fits 64 bits, nothing else around it. */
+static bool ctl_parse_u64(const char *text, int base, uint64_t *out)
+{
+	unsigned long long value;
+	char *end;
+
+	if (!*text || *text == '-' || *text == '+')
+		return false;
+	errno = 0;
+	value = strtoull(text, &end, base);
+	if (errno || *end)
+		return false;
+	*out = value;
+	return true;
+}
 
 static bool ctl_parse_number(const char *text, unsigned long min, unsigned long max,
 			     unsigned long *out)
@@ -822,6 +1396,10 @@ static int ctl_parse_flags(int argc, char **argv, struct ctl_options *options)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "partitions", required_argument, NULL, 'p' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "sort-key", no_argument, NULL, 'S' },
+		{ "table", required_argument, NULL, 'T' },
+		{ "partition", required_argument, NULL, 'P' },
+		{ "at", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -854,6 +1432,24 @@ static int ctl_parse_flags(int argc, char **argv, struct ctl_options *options)
 			break;
 		case 'f':
 			options->force = true;
+			break;
+		case 'S':
+			options->sort_key = true;
+			break;
+		case 'T':
+			options->table = optarg;
+			break;
+		case 'P':
+			if (!ctl_parse_u64(optarg, 10, &options->split_partition))
+				return ctl_usage_error("invalid --partition '%s'", optarg);
+			options->has_split_partition = true;
+			break;
+		case 'A':
+			if (!ctl_parse_u64(optarg, 16, &options->split_at) ||
+			    options->split_at == 0)
+				return ctl_usage_error("invalid --at '%s' (a hash in hex, not 0)",
+						       optarg);
+			options->has_split_at = true;
 			break;
 		case 'h':
 			ctl_usage(stdout);
@@ -888,7 +1484,9 @@ int main(int argc, char **argv)
 	if (ctl.word_count == 0)
 		return ctl_usage_error("%s", "no command (status, table ...)");
 	command = ctl.words[0];
-	if (strcmp(command, "status") != 0 && strcmp(command, "table") != 0)
+	if (strcmp(command, "status") != 0 && strcmp(command, "table") != 0 &&
+	    strcmp(command, "config") != 0 && strcmp(command, "node") != 0 &&
+	    strcmp(command, "partition") != 0)
 		return ctl_usage_error("unknown command '%s'", command);
 
 	if (ctl.options.meta_url) {
@@ -910,6 +1508,12 @@ int main(int argc, char **argv)
 
 	if (strcmp(command, "status") == 0)
 		status = ctl_status(&ctl);
+	else if (strcmp(command, "config") == 0)
+		status = ctl_config(&ctl);
+	else if (strcmp(command, "node") == 0)
+		status = ctl_node(&ctl);
+	else if (strcmp(command, "partition") == 0)
+		status = ctl_partition(&ctl);
 	else
 		status = ctl_table(&ctl);
 

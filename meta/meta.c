@@ -12,6 +12,9 @@
 #include "cluster/log.h"
 #include "cluster/rpc.h"
 #include "meta/catalog.h"
+#include "meta/settings.h"
+#include "meta/autosplit.h"
+#include "meta/splitter.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -27,6 +30,8 @@
 #define META_WORKERS_MAX 64
 #define META_DEFAULT_HEARTBEAT_TIMEOUT_MS 5000
 #define META_DEFAULT_PARTITIONS 4
+/* quorumctl table split waits this long for the groups at most. */
+#define META_SPLIT_DEADLINE_MS 20000
 
 struct meta_options {
 	const char *listen_url;
@@ -41,6 +46,9 @@ struct meta_options {
 struct meta {
 	struct meta_options options;
 	struct catalog *catalog;
+	struct settings *settings;  /* in the catalog's LevelDB; closed before it */
+	struct splitter *splitter;
+	struct autosplit *autosplit;
 };
 
 /* The one global: set by the signal handler, read by the main loop. */
@@ -116,6 +124,8 @@ static void meta_handle_heartbeat(struct meta *meta, const Quorum__HeartbeatRequ
 	/* Reports are for describe only: one that cannot be kept is no failure. */
 	catalog_report_groups(meta->catalog, request->node_id, request->groups,
 			      request->n_groups, clock_monotonic_ms());
+	/* A split the groups made reaches the map before the assignments are made from it. */
+	splitter_adopt_reports(meta->catalog, request->groups, request->n_groups);
 	result = arena_alloc(arena, sizeof(*result));
 	if (!result) {
 		meta_fail(response, arena, -ENOMEM, "out of memory");
@@ -148,6 +158,34 @@ static void meta_answer_table(Quorum__Response *response, struct arena *arena, i
 	response->table = table;
 }
 
+/* config get and config set: both answer with the settings as they are now. */
+static void meta_handle_settings(struct meta *meta, const Quorum__Request *request,
+				 Quorum__Response *response, struct arena *arena)
+{
+	char why[SETTINGS_WHY_BYTES] = "";
+	const char *key = NULL;
+	enum setting_id id;
+	int err = 0;
+
+	if (request->op_case == QUORUM__REQUEST__OP_SET_SETTING) {
+		key = request->set_setting->key;
+		err = settings_set(meta->settings, key, request->set_setting->value, &id, why);
+		/* The catalog judges node health itself: tell it the new timeout. */
+		if (err == 0 && id == SETTING_HEARTBEAT_TIMEOUT_MS)
+			catalog_set_heartbeat_timeout_ms(meta->catalog,
+							 (int64_t)settings_get(meta->settings, id));
+	} else if (request->get_settings->key && request->get_settings->key[0]) {
+		key = request->get_settings->key;
+	}
+	if (err == 0)
+		err = settings_describe(meta->settings, key, arena, &response->settings, why);
+	if (err < 0) {
+		rpc_fail(response, arena, err, "%s", why[0] ? why : strerror(-err));
+		return;
+	}
+	response->result_case = QUORUM__RESPONSE__RESULT_SETTINGS;
+}
+
 static void meta_handle(void *ctx, const Quorum__Request *request, Quorum__Response *response,
 			struct arena *arena)
 {
@@ -178,6 +216,15 @@ static void meta_handle(void *ctx, const Quorum__Request *request, Quorum__Respo
 		if (err < 0)
 			meta_fail(response, arena, err, why);
 		break;
+	case QUORUM__REQUEST__OP_SPLIT_TABLE:
+		err = splitter_split_table(meta->splitter, request->split_table,
+					   clock_monotonic_ms() + META_SPLIT_DEADLINE_MS, why);
+		if (err == 0)
+			err = catalog_describe_table(meta->catalog, request->split_table->name.data,
+						     request->split_table->name.len,
+						     clock_monotonic_ms(), arena, &table, why);
+		meta_answer_table(response, arena, err, table, why);
+		break;
 	case QUORUM__REQUEST__OP_DESCRIBE_TABLE:
 		err = catalog_describe_table(meta->catalog, request->describe_table->name.data,
 					     request->describe_table->name.len,
@@ -207,12 +254,16 @@ static void meta_handle(void *ctx, const Quorum__Request *request, Quorum__Respo
 		break;
 	case QUORUM__REQUEST__OP_CLUSTER_INFO:
 		err = catalog_cluster_info(meta->catalog, clock_monotonic_ms(),
-					   meta->options.item_max_bytes, arena,
-					   &response->cluster_info);
+					   settings_get(meta->settings, SETTING_ITEM_MAX_BYTES),
+					   arena, &response->cluster_info);
 		if (err < 0)
 			rpc_fail(response, arena, err, "out of memory");
 		else
 			response->result_case = QUORUM__RESPONSE__RESULT_CLUSTER_INFO;
+		break;
+	case QUORUM__REQUEST__OP_GET_SETTINGS:
+	case QUORUM__REQUEST__OP_SET_SETTING:
+		meta_handle_settings(meta, request, response, arena);
 		break;
 	default:
 		rpc_fail(response, arena, -EOPNOTSUPP,
@@ -237,13 +288,19 @@ static void meta_usage(FILE *out)
 		"                                missing (required)\n"
 		"  -w, --workers N               request worker threads, 1..%d (default %d)\n"
 		"  -t, --heartbeat-timeout-ms N  a node without a heartbeat for N ms is down\n"
-		"                                (default %d)\n"
+		"                                (default %d; the default of the setting\n"
+		"                                heartbeat.timeout_ms)\n"
 		"  -m, --item-max-bytes N        largest item the cluster accepts, reported\n"
-		"                                to routers (default %u)\n"
+		"                                to routers (default %u; the default of the\n"
+		"                                setting item.max_bytes)\n"
 		"  -p, --partitions N            partitions of a new table when the request\n"
 		"                                names none, 1..%d (default %d)\n"
 		"  -h, --help                    print this help and exit\n"
 		"  -V, --version                 print the version and exit\n"
+		"\n"
+		"Cluster settings changed with `quorumctl config set KEY VALUE` are kept\n"
+		"in DIR/catalog and win over these flags; `config set KEY default` goes\n"
+		"back to the flag's value.\n"
 		"\n"
 		"SIGTERM or SIGINT stops the service cleanly. Exit status: 0 after a\n"
 		"clean stop, 1 when the service cannot start, 2 for bad flags.\n",
@@ -376,6 +433,25 @@ static int meta_install_signals(sigset_t *wait_mask)
 	return 0;
 }
 
+/* The settings over the flags' defaults; the catalog follows the stored
+ * heartbeat timeout. */
+static int meta_open_settings(struct meta *meta)
+{
+	uint64_t defaults[SETTING_COUNT];
+	int err;
+
+	settings_default_values(defaults);
+	defaults[SETTING_ITEM_MAX_BYTES] = meta->options.item_max_bytes;
+	defaults[SETTING_HEARTBEAT_TIMEOUT_MS] = (uint64_t)meta->options.heartbeat_timeout_ms;
+	err = settings_open(catalog_leveldb(meta->catalog), defaults, &meta->settings);
+	if (err < 0)
+		return err;
+	catalog_set_heartbeat_timeout_ms(meta->catalog,
+					 (int64_t)settings_get(meta->settings,
+							       SETTING_HEARTBEAT_TIMEOUT_MS));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct meta meta = { 0 };
@@ -399,10 +475,24 @@ int main(int argc, char **argv)
 			  strerror(-err));
 		return 1;
 	}
-	err = rpc_server_start(meta.options.listen_url, meta.options.worker_count, meta_handle,
-			       &meta, &server);
+	err = meta_open_settings(&meta);
+	if (err < 0) {
+		log_error("cannot read the cluster settings in %s: %s", meta.options.data_dir,
+			  strerror(-err));
+		catalog_close(meta.catalog);
+		return 1;
+	}
+	err = splitter_new(meta.catalog, &meta.splitter);
+	if (err == 0)
+		err = autosplit_start(meta.catalog, meta.settings, meta.splitter, &meta.autosplit);
+	if (err == 0)
+		err = rpc_server_start(meta.options.listen_url, meta.options.worker_count,
+				       meta_handle, &meta, &server);
 	if (err < 0) {
 		log_error("cannot listen on %s: %s", meta.options.listen_url, strerror(-err));
+		autosplit_stop(meta.autosplit);
+		splitter_free(meta.splitter);
+		settings_close(meta.settings);
 		catalog_close(meta.catalog);
 		return 1;
 	}
@@ -416,6 +506,9 @@ int main(int argc, char **argv)
 
 	log_info("stopping");
 	rpc_server_stop(server);
+	autosplit_stop(meta.autosplit);
+	splitter_free(meta.splitter);
+	settings_close(meta.settings);
 	catalog_close(meta.catalog);
 	log_info("stopped");
 	return 0;

@@ -177,6 +177,37 @@ def test_efbig_keeps_old_item(cluster):
         assert os.stat(q).st_size == 0
 
 
+def test_rewrite_is_not_published_by_a_forked_close(cluster):
+    """open(O_TRUNC), then a fork whose child closes its copy of the
+    descriptor (as every fork+exec of a threaded program does): readers on
+    another mount still see the old item whole until the writer's own close
+    puts the new one."""
+    from test_replication import SecondMount
+
+    mnt, datadir, h = cluster
+    t = make_table(mnt)
+    p = os.path.join(t, "k")
+    write_file(p, b"old-value")
+    other = SecondMount(h, os.path.join(os.path.dirname(datadir), "mnt-other"))
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(fd)
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert read_file(os.path.join(other.path, "t", "k")) == b"old-value"
+        os.write(fd, b"new-value")
+        os.close(fd)
+        assert read_file(os.path.join(other.path, "t", "k")) == b"new-value"
+        # The opener's own close of an untouched O_TRUNC empties the item, as
+        # on any file system.
+        os.close(os.open(p, os.O_WRONLY | os.O_TRUNC))
+        assert read_file(os.path.join(other.path, "t", "k")) == b""
+    finally:
+        other.stop()
+
+
 def test_truncate(cluster):
     mnt, _, _ = cluster
     t = make_table(mnt)

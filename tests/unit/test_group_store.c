@@ -5,7 +5,9 @@
  * store without applying anything twice. */
 #include "cluster/arena.h"
 #include "cluster/group.h"
+#include "cluster/keys.h"
 #include "cluster/store.h"
+#include "cluster/store_group.h"
 #include "tests/sim/sim_disk.h"
 
 #include <errno.h>
@@ -24,10 +26,11 @@
 #define TABLE_ID 5
 #define PARTITION_ID 2
 
-/* A GroupCommand putting body at key "k" (malloc'd; caller frees): only if absent with
+/* A GroupCommand putting body at key name (malloc'd; caller frees): only if absent with
  * create, with id when not NULL, with the proposer's item limit max_bytes when not 0. */
-static uint8_t *put_command_with(const char *body, bool create, const Quorum__RequestId *id,
-				 uint64_t max_bytes, size_t *size_bytes)
+static uint8_t *put_command_with(const char *name, const char *body, bool create,
+				 const Quorum__RequestId *id, uint64_t max_bytes,
+				 size_t *size_bytes)
 {
 	Quorum__GroupCommand command = QUORUM__GROUP_COMMAND__INIT;
 	Quorum__PutItemRequest put = QUORUM__PUT_ITEM_REQUEST__INIT;
@@ -36,8 +39,8 @@ static uint8_t *put_command_with(const char *body, bool create, const Quorum__Re
 	uint8_t *buf;
 
 	key.table_id = TABLE_ID;
-	key.partition_key.data = (uint8_t *)"k";
-	key.partition_key.len = 1;
+	key.partition_key.data = (uint8_t *)name;
+	key.partition_key.len = strlen(name);
 	meta.mode = 0100644;
 	meta.mtime_ns = 1000;
 	meta.ctime_ns = 1000;
@@ -66,7 +69,7 @@ static uint8_t *put_command_with(const char *body, bool create, const Quorum__Re
 
 static uint8_t *put_command(const char *body, size_t *size_bytes)
 {
-	return put_command_with(body, false, NULL, 0, size_bytes);
+	return put_command_with("k", body, false, NULL, 0, size_bytes);
 }
 
 static uint64_t item_version(struct store *store)
@@ -121,7 +124,7 @@ static void test_apply_skips_applied_slots(void **state)
 
 	(void)state;
 	assert_int_equal(store_open(dir, &store), 0);
-	sg = (struct store_group){ store, TABLE_ID, PARTITION_ID, 0, UINT64_MAX };
+	assert_int_equal(store_group_init(&sg, store, TABLE_ID, PARTITION_ID, 0, UINT64_MAX, 1), 0);
 	store_group_sm(&sg, &sm);
 	assert_int_equal(sm.state(sm.ctx, &applied, members, &member_count), 0);
 	assert_int_equal(applied, 0);
@@ -180,8 +183,8 @@ static void test_snapshot_round_trip(void **state)
 	(void)state;
 	assert_int_equal(store_open(dir_a, &a), 0);
 	assert_int_equal(store_open(dir_b, &b), 0);
-	ga = (struct store_group){ a, TABLE_ID, PARTITION_ID, 0, UINT64_MAX };
-	gb = (struct store_group){ b, TABLE_ID, PARTITION_ID, 0, UINT64_MAX };
+	assert_int_equal(store_group_init(&ga, a, TABLE_ID, PARTITION_ID, 0, UINT64_MAX, 1), 0);
+	assert_int_equal(store_group_init(&gb, b, TABLE_ID, PARTITION_ID, 0, UINT64_MAX, 1), 0);
 	store_group_sm(&ga, &sma);
 	store_group_sm(&gb, &smb);
 	entry.command = command;
@@ -238,9 +241,9 @@ static void test_retried_write_applies_once(void **state)
 	Quorum__RequestId first = request_id(9, 1, 1), second = request_id(9, 2, 2);
 	Quorum__RequestId other_client = request_id(10, 1, 1);
 	size_t create_bytes, next_bytes, other_bytes, snap_bytes;
-	uint8_t *create = put_command_with("a", true, &first, 0, &create_bytes);
-	uint8_t *next = put_command_with("b", false, &second, 0, &next_bytes);
-	uint8_t *other = put_command_with("c", true, &other_client, 0, &other_bytes);
+	uint8_t *create = put_command_with("k", "a", true, &first, 0, &create_bytes);
+	uint8_t *next = put_command_with("k", "b", false, &second, 0, &next_bytes);
+	uint8_t *other = put_command_with("k", "c", true, &other_client, 0, &other_bytes);
 	struct store_group ga, gb;
 	struct group_sm sma, smb;
 	struct group_apply one, again;
@@ -252,8 +255,8 @@ static void test_retried_write_applies_once(void **state)
 	(void)state;
 	assert_int_equal(store_open(dir_a, &a), 0);
 	assert_int_equal(store_open(dir_b, &b), 0);
-	ga = (struct store_group){ a, TABLE_ID, PARTITION_ID, 0, UINT64_MAX };
-	gb = (struct store_group){ b, TABLE_ID, PARTITION_ID, 0, UINT64_MAX };
+	assert_int_equal(store_group_init(&ga, a, TABLE_ID, PARTITION_ID, 0, UINT64_MAX, 1), 0);
+	assert_int_equal(store_group_init(&gb, b, TABLE_ID, PARTITION_ID, 0, UINT64_MAX, 1), 0);
 	store_group_sm(&ga, &sma);
 	store_group_sm(&gb, &smb);
 
@@ -296,8 +299,8 @@ static void test_item_limit_comes_with_the_command(void **state)
 {
 	char *dir = temp_dir();
 	size_t small_bytes, large_bytes;
-	uint8_t *small = put_command_with("12345", false, NULL, 4, &small_bytes);
-	uint8_t *large = put_command_with("12345", false, NULL, 8, &large_bytes);
+	uint8_t *small = put_command_with("k", "12345", false, NULL, 4, &small_bytes);
+	uint8_t *large = put_command_with("k", "12345", false, NULL, 8, &large_bytes);
 	struct store_group sg;
 	struct group_sm sm;
 	struct group_apply a;
@@ -306,7 +309,7 @@ static void test_item_limit_comes_with_the_command(void **state)
 	(void)state;
 	assert_int_equal(store_open(dir, &store), 0);
 	store_set_item_max_bytes(store, 2);
-	sg = (struct store_group){ store, TABLE_ID, PARTITION_ID, 0, UINT64_MAX };
+	assert_int_equal(store_group_init(&sg, store, TABLE_ID, PARTITION_ID, 0, UINT64_MAX, 1), 0);
 	store_group_sm(&sg, &sm);
 	assert_int_equal(apply_at(&sm, 1, small, small_bytes, &a), -EFBIG);
 	assert_int_equal(item_version(store), 0);
@@ -316,6 +319,224 @@ static void test_item_limit_comes_with_the_command(void **state)
 	free(large);
 	store_close(store);
 	remove_dir(dir);
+}
+
+/* A GroupCommand splitting at split_hash into child (malloc'd). */
+static uint8_t *split_command(uint64_t split_hash, uint64_t child, size_t *size_bytes)
+{
+	Quorum__GroupCommand command = QUORUM__GROUP_COMMAND__INIT;
+	Quorum__SplitCommand split = QUORUM__SPLIT_COMMAND__INIT;
+	uint8_t *buf;
+
+	split.split_hash = split_hash;
+	split.child_partition_id = child;
+	command.version = GROUP_COMMAND_VERSION;
+	command.now_ns = 1000;
+	command.op_case = QUORUM__GROUP_COMMAND__OP_SPLIT;
+	command.split = &split;
+	*size_bytes = quorum__group_command__get_packed_size(&command);
+	buf = malloc(*size_bytes);
+	assert_non_null(buf);
+	quorum__group_command__pack(&command, buf);
+	return buf;
+}
+
+#define SPLIT_ITEMS 40
+#define CHILD_ID 9
+
+/* Puts SPLIT_ITEMS items named i0.. through sm from slot 1 on, each by client 5 with seq i+1;
+ * returns the next free slot. */
+static uint64_t put_items(struct group_sm *sm)
+{
+	struct group_apply a;
+
+	for (int i = 0; i < SPLIT_ITEMS; i++) {
+		Quorum__RequestId id = request_id(5, (uint64_t)i + 1, 1);
+		char name[16];
+		size_t bytes;
+		uint8_t *command;
+
+		snprintf(name, sizeof(name), "i%d", i);
+		command = put_command_with(name, "body", false, &id, 0, &bytes);
+		assert_int_equal(apply_at(sm, (uint64_t)i + 1, command, bytes, &a), 0);
+		free(command);
+	}
+	return SPLIT_ITEMS + 1;
+}
+
+/* Applies a put of item name at slot through sm; returns the status. */
+static int put_item_at(struct group_sm *sm, uint64_t slot, const char *name)
+{
+	struct group_apply a;
+	size_t bytes;
+	uint8_t *command = put_command_with(name, "later", false, NULL, 0, &bytes);
+	int status = apply_at(sm, slot, command, bytes, &a);
+
+	free(command);
+	return status;
+}
+
+/* The name of a stored item whose hash is at least (upper) or below (!upper) split_hash. */
+static void item_name_of_half(uint64_t split_hash, bool upper, char *out, size_t out_bytes)
+{
+	for (int i = 0; i < SPLIT_ITEMS; i++) {
+		snprintf(out, out_bytes, "i%d", i);
+		if ((key_hash(out, strlen(out)) >= split_hash) == upper)
+			return;
+	}
+	fail_msg("no item on that side of the split");
+}
+
+/* A split goes through the log: the parent keeps the lower half, the child's state starts at
+ * slot 1 with the upper half, the items and the client sessions; a write of the upper half
+ * that reaches the parent after the split is refused with -EREMCHG; a split is done once. */
+static void test_split_through_the_log(void **state)
+{
+	char *dir = temp_dir();
+	struct store_group parent, child;
+	struct group_sm psm, csm;
+	struct store_group_route route;
+	struct group_apply a;
+	struct store *store;
+	struct arena *arena = arena_new();
+	Quorum__GroupState *cstate;
+	uint64_t slot, split_hash, applied;
+	uint32_t members[PAXOS_MEMBERS_MAX];
+	size_t bytes, member_count;
+	uint8_t *split;
+	char upper[16], lower[16];
+
+	(void)state;
+	assert_int_equal(store_open(dir, &store), 0);
+	assert_int_equal(store_group_init(&parent, store, TABLE_ID, PARTITION_ID, 0, UINT64_MAX,
+					  1), 0);
+	store_group_sm(&parent, &psm);
+	slot = put_items(&psm);
+	assert_int_equal(store_group_split_point(store, TABLE_ID, 0, UINT64_MAX, &split_hash), 0);
+	assert_true(split_hash > 0);
+	item_name_of_half(split_hash, true, upper, sizeof(upper));
+	item_name_of_half(split_hash, false, lower, sizeof(lower));
+
+	split = split_command(split_hash, CHILD_ID, &bytes);
+	assert_int_equal(apply_at(&psm, slot++, split, bytes, &a), 0);
+	store_group_route(&parent, &route);
+	assert_true(route.hash_first == 0 && route.hash_last == split_hash - 1);
+	assert_int_equal(route.epoch, 2);
+	assert_int_equal(route.child_count, 1);
+	assert_int_equal(route.children[0].partition_id, CHILD_ID);
+	assert_true(route.children[0].hash_first == split_hash);
+	/* Again (meta retried): done already, nothing changes. */
+	assert_int_equal(apply_at(&psm, slot++, split, bytes, &a), 0);
+	store_group_route(&parent, &route);
+	assert_int_equal(route.epoch, 2);
+	assert_int_equal(route.child_count, 1);
+	free(split);
+	/* Outside the range now. */
+	split = split_command(split_hash, CHILD_ID + 1, &bytes);
+	assert_int_equal(apply_at(&psm, slot++, split, bytes, &a), -ERANGE);
+	free(split);
+
+	assert_int_equal(put_item_at(&psm, slot++, upper), -EREMCHG);
+	assert_int_equal(put_item_at(&psm, slot++, lower), 0);
+
+	/* The child opens where the split left it: slot 1, the upper half, the sessions. */
+	assert_int_equal(store_group_state_read(store, TABLE_ID, CHILD_ID, arena, &cstate), 0);
+	assert_non_null(cstate);
+	assert_int_equal(cstate->applied_slot, 1);
+	assert_true(cstate->hash_first == split_hash && cstate->hash_last == UINT64_MAX);
+	assert_int_equal(cstate->epoch, 2);
+	assert_int_equal(store_group_init(&child, store, TABLE_ID, CHILD_ID, 0, 0, 0), 0);
+	store_group_sm(&child, &csm);
+	assert_int_equal(csm.state(csm.ctx, &applied, members, &member_count), 0);
+	assert_int_equal(applied, 1);
+	store_group_route(&child, &route);
+	assert_true(route.hash_first == split_hash && route.hash_last == UINT64_MAX);
+	assert_int_equal(put_item_at(&csm, 2, upper), 0);
+	assert_int_equal(put_item_at(&csm, 3, lower), -EREMCHG);
+	{
+		/* A retry of a write the parent applied before the split is answered by the
+		 * child from the copied session, not applied again. */
+		Quorum__RequestId id = request_id(5, SPLIT_ITEMS, 1);
+		char name[16];
+		uint8_t *command;
+
+		snprintf(name, sizeof(name), "i%d", SPLIT_ITEMS - 1);
+		command = put_command_with(name, "body", false, &id, 0, &bytes);
+		assert_int_equal(apply_at(&csm, 4, command, bytes, &a), 0);
+		assert_true(a.result_bytes > 0);
+		free(command);
+	}
+	store_group_destroy(&child);
+	store_group_destroy(&parent);
+	arena_free(arena);
+	store_close(store);
+	remove_dir(dir);
+}
+
+/* A replica that missed the split and catches up by a snapshot of the parent gets the
+ * child's state at slot 0 (so the child's group asks for a snapshot of its own) and loses
+ * its stale copy of the child's range; the split point of one hash is refused. */
+static void test_snapshot_names_a_missed_split(void **state)
+{
+	char *dir_a = temp_dir(), *dir_b = temp_dir();
+	struct store_group pa, pb;
+	struct group_sm sma, smb;
+	struct store_group_route route;
+	struct group_apply a;
+	struct store *sa, *sb;
+	struct arena *arena = arena_new();
+	Quorum__GroupState *cstate;
+	const uint32_t members[3] = { 1, 2, 3 };
+	uint64_t slot, split_hash, through, h;
+	size_t bytes;
+	uint8_t *split, *snap;
+	char upper[16];
+
+	(void)state;
+	assert_int_equal(store_open(dir_a, &sa), 0);
+	assert_int_equal(store_open(dir_b, &sb), 0);
+	assert_int_equal(store_group_init(&pa, sa, TABLE_ID, PARTITION_ID, 0, UINT64_MAX, 1), 0);
+	assert_int_equal(store_group_init(&pb, sb, TABLE_ID, PARTITION_ID, 0, UINT64_MAX, 1), 0);
+	store_group_sm(&pa, &sma);
+	store_group_sm(&pb, &smb);
+	slot = put_items(&sma);
+	put_items(&smb);		/* b has everything up to the split, stale after it */
+	assert_int_equal(store_group_split_point(sa, TABLE_ID, 0, UINT64_MAX, &split_hash), 0);
+	item_name_of_half(split_hash, true, upper, sizeof(upper));
+	split = split_command(split_hash, CHILD_ID, &bytes);
+	assert_int_equal(apply_at(&sma, slot++, split, bytes, &a), 0);
+	free(split);
+
+	assert_int_equal(sma.snapshot_get(sma.ctx, &snap, &bytes, &through), 0);
+	assert_int_equal(smb.snapshot_install(smb.ctx, through, snap, bytes, members, 3), 0);
+	free(snap);
+	store_group_route(&pb, &route);
+	assert_true(route.hash_last == split_hash - 1);
+	assert_int_equal(store_group_state_read(sb, TABLE_ID, CHILD_ID, arena, &cstate), 0);
+	assert_non_null(cstate);
+	assert_int_equal(cstate->applied_slot, 0);
+	assert_int_equal(cstate->n_members, 3);
+	{
+		Quorum__ItemKey key = QUORUM__ITEM_KEY__INIT;
+		Quorum__ItemRecord *record;
+
+		key.table_id = TABLE_ID;
+		key.partition_key.data = (uint8_t *)upper;
+		key.partition_key.len = strlen(upper);
+		assert_int_equal(store_get(sb, &key, true, arena, &record), -ENOENT);
+		assert_int_equal(store_get(sa, &key, true, arena, &record), 0);
+	}
+	/* One hash cannot be split: [h, h] holds one item at most in a plain table. */
+	h = key_hash("i0", 2);
+	assert_int_equal(store_group_split_point(sa, TABLE_ID, h, h, &split_hash), -ERANGE);
+
+	store_group_destroy(&pa);
+	store_group_destroy(&pb);
+	arena_free(arena);
+	store_close(sa);
+	store_close(sb);
+	remove_dir(dir_a);
+	remove_dir(dir_b);
 }
 
 struct outcome {
@@ -363,7 +584,7 @@ static void test_group_over_store_survives_crash(void **state)
 	(void)state;
 	assert_int_equal(sim_disk_create(9, &disk), 0);
 	assert_int_equal(store_open(dir, &store), 0);
-	sg = (struct store_group){ store, TABLE_ID, PARTITION_ID, 0, UINT64_MAX };
+	assert_int_equal(store_group_init(&sg, store, TABLE_ID, PARTITION_ID, 0, UINT64_MAX, 1), 0);
 	store_group_sm(&sg, &sm);
 	group_config_init(&config);
 	config.self_id = 1;
@@ -410,6 +631,8 @@ int main(void)
 		cmocka_unit_test(test_snapshot_round_trip),
 		cmocka_unit_test(test_retried_write_applies_once),
 		cmocka_unit_test(test_item_limit_comes_with_the_command),
+		cmocka_unit_test(test_split_through_the_log),
+		cmocka_unit_test(test_snapshot_names_a_missed_split),
 		cmocka_unit_test(test_group_over_store_survives_crash),
 	};
 

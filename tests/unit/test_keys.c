@@ -68,6 +68,19 @@ static void test_position_round_trip(void **state)
 	assert_int_equal(pk_bytes, 6);
 	assert_int_equal(sk_bytes, 10);
 	assert_memory_equal(sk, "2026-11-24", 10);
+
+	/* An empty sort key (a partition key's directory marker) decodes, and
+	 * sorts before every other sort key of its partition key. */
+	n = key_encode_position(position, "user42", 6, "", 0, true);
+	assert_int_equal(n, 8 + 6 + 1);
+	assert_int_equal(key_decode_position(position, n, &hash, &pk, &pk_bytes, &sk, &sk_bytes,
+					     &has_sort_key), 0);
+	assert_true(has_sort_key);
+	assert_int_equal(pk_bytes, 6);
+	assert_int_equal(sk_bytes, 0);
+	assert_int_equal(key_validate_sort_key("", 0), 0);
+	assert_int_equal(key_validate_sort_key("a/b", 3), -EINVAL);
+	assert_int_equal(key_validate_name("", 0), -EINVAL);
 }
 
 static void test_position_rejects_garbage(void **state)
@@ -86,10 +99,11 @@ static void test_position_rejects_garbage(void **state)
 	/* Too long. */
 	assert_int_equal(key_decode_position(position, sizeof(position), &hash, &pk, &pk_bytes,
 					     &sk, &sk_bytes, &has_sort_key), -EINVAL);
-	/* A separator with an empty sort key. */
-	position[12] = 0;
+	/* A separator with an empty partition key. */
+	position[8] = 0;
 	assert_int_equal(key_decode_position(position, 13, &hash, &pk, &pk_bytes, &sk, &sk_bytes,
 					     &has_sort_key), -EINVAL);
+	position[8] = 'a';
 	/* A slash inside the key. */
 	position[12] = '/';
 	assert_int_equal(key_decode_position(position, 13, &hash, &pk, &pk_bytes, &sk, &sk_bytes,

@@ -583,7 +583,10 @@ static void test_invalid_keys(void **state)
 	long_key[sizeof(long_key) - 1] = '\0';
 	key_set(&key, TABLE_ID, long_key, NULL);
 	assert_int_equal(store_get(f->store, &key, false, arena, &record), -ENAMETOOLONG);
+	/* An empty sort key is a valid key (a directory marker): absent here. */
 	key_set(&key, TABLE_ID, "k", "");
+	assert_int_equal(store_get(f->store, &key, false, arena, &record), -ENOENT);
+	key_set(&key, TABLE_ID, "k", "a/b");
 	assert_int_equal(store_get(f->store, &key, false, arena, &record), -EINVAL);
 	assert_int_equal(put_simple(f->store, TABLE_ID, "", NULL, "x"), -EINVAL);
 	arena_free(arena);
@@ -844,6 +847,279 @@ static void test_scan_partition_key_query(void **state)
 	arena_free(arena);
 }
 
+/* The directory marker of a partition key (empty sort key) is always a
+ * directory: no type means one, a file type is refused, chmod keeps it. */
+static void test_directory_marker(void **state)
+{
+	struct fixture *f = *state;
+	struct arena *arena = arena_new();
+	Quorum__ItemRecord *record;
+	Quorum__ItemKey key;
+	struct update u;
+	struct put p;
+
+	put_init(&p, TABLE_ID, "dir", "", NULL, 0);
+	p.meta.mode = S_IFREG | 0644;
+	assert_int_equal(store_put(f->store, &p.request, arena, NULL), -EINVAL);
+	p.meta.mode = S_IFLNK | 0777;
+	assert_int_equal(store_put(f->store, &p.request, arena, NULL), -EINVAL);
+	p.meta.mode = 0750;
+	assert_int_equal(put_ok(f->store, &p), 1);
+	p.meta.mode = S_IFDIR | 0755;
+	assert_int_equal(put_ok(f->store, &p), 2);
+	/* A directory type on an item with a sort key is refused. */
+	put_init(&p, TABLE_ID, "dir", "file", "x", 1);
+	p.meta.mode = S_IFDIR | 0755;
+	assert_int_equal(store_put(f->store, &p.request, arena, NULL), -EINVAL);
+
+	update_init(&u, "dir");
+	key_set(&u.key, TABLE_ID, "dir", "");
+	u.request.has_mode = true;
+	u.request.mode = 0700;
+	assert_int_equal(update_run(f->store, &u, NULL), 0);
+	key_set(&key, TABLE_ID, "dir", "");
+	assert_int_equal(store_get(f->store, &key, true, arena, &record), 0);
+	assert_int_equal(record->meta->mode, S_IFDIR | 0700);
+	arena_free(arena);
+}
+
+#define DISTINCT_PK_COUNT 12
+#define DISTINCT_SK_COUNT 40
+
+/* One distinct scan page after *after (NULL: from the start); appends the
+ * partition keys seen to names (each NUL-terminated in a 300-byte slot). */
+static bool scan_distinct_page(struct store *store, uint64_t first, uint64_t last,
+			       uint32_t limit, ProtobufCBinaryData *after, struct arena *arena,
+			       char (*names)[300], size_t *count, Quorum__ScanResponse **out)
+{
+	Quorum__ScanRequest request = QUORUM__SCAN_REQUEST__INIT;
+	Quorum__ScanResponse *response;
+
+	request.table_id = TABLE_ID;
+	request.hash_first = first;
+	request.hash_last = last;
+	request.limit = limit;
+	request.has_distinct_partition_keys = true;
+	request.distinct_partition_keys = true;
+	if (after) {
+		request.has_after = true;
+		request.after = *after;
+	}
+	assert_int_equal(store_scan(store, &request, arena, &response), 0);
+	assert_true(response->n_entries <= limit);
+	for (size_t i = 0; i < response->n_entries; i++) {
+		const Quorum__ScanEntry *entry = response->entries[i];
+
+		assert_true(entry->partition_key.len < 300);
+		memcpy(names[*count], entry->partition_key.data, entry->partition_key.len);
+		names[*count][entry->partition_key.len] = '\0';
+		(*count)++;
+	}
+	*out = response;
+	return response->more;
+}
+
+/* Many sort keys under a few partition keys: a distinct scan returns each
+ * partition key once, in storage (hash) order, with its first item (the
+ * marker when there is one), and pages with after and limit over any hash
+ * range without repeating or losing one. */
+static void test_scan_distinct_partition_keys(void **state)
+{
+	struct fixture *f = *state;
+	struct arena *arena = arena_new();
+	char names[DISTINCT_PK_COUNT + 1][300], pk[32], sk[32];
+	char paged[DISTINCT_PK_COUNT + 1][300];
+	Quorum__ScanResponse *response;
+	uint64_t hashes[DISTINCT_PK_COUNT + 1], middle;
+	size_t count = 0, paged_count = 0;
+	bool more;
+	struct put p;
+
+	for (int i = 0; i < DISTINCT_PK_COUNT; i++) {
+		snprintf(pk, sizeof(pk), "pk-%02d", i);
+		for (int j = DISTINCT_SK_COUNT - 1; j >= 0; j--) {
+			snprintf(sk, sizeof(sk), "sk-%03d", j);
+			assert_int_equal(put_simple(f->store, TABLE_ID, pk, sk, sk), 0);
+		}
+	}
+	/* pk-03 also has a directory marker; pk-marker has nothing else. */
+	put_init(&p, TABLE_ID, "pk-03", "", NULL, 0);
+	p.meta.mode = S_IFDIR | 0711;
+	put_ok(f->store, &p);
+	put_init(&p, TABLE_ID, "pk-marker", "", NULL, 0);
+	p.meta.mode = S_IFDIR | 0700;
+	put_ok(f->store, &p);
+	/* Another table's items are never listed. */
+	assert_int_equal(put_simple(f->store, TABLE_ID + 1, "other", "s", "x"), 0);
+
+	more = scan_distinct_page(f->store, 0, UINT64_MAX, 1000, NULL, arena, names, &count,
+				  &response);
+	assert_false(more);
+	assert_int_equal(count, DISTINCT_PK_COUNT + 1);
+	for (size_t i = 0; i < count; i++) {
+		const Quorum__ScanEntry *entry = response->entries[i];
+
+		hashes[i] = key_hash(names[i], strlen(names[i]));
+		if (i > 0)
+			assert_true(hashes[i - 1] < hashes[i]);
+		assert_true(entry->has_sort_key);
+		if (strcmp(names[i], "pk-03") == 0 || strcmp(names[i], "pk-marker") == 0) {
+			/* The marker sorts first in its partition key. */
+			assert_int_equal(entry->sort_key.len, 0);
+			assert_true(S_ISDIR(entry->meta->mode));
+		} else {
+			assert_int_equal(entry->sort_key.len, 6);
+			assert_memory_equal(entry->sort_key.data, "sk-000", 6);
+			assert_true(S_ISREG(entry->meta->mode));
+		}
+	}
+
+	/* One at a time, each page resuming after the last entry. */
+	for (uint32_t limit = 1; limit <= 5; limit += 2) {
+		ProtobufCBinaryData after = { 0, NULL };
+		bool has_after = false;
+
+		paged_count = 0;
+		do {
+			size_t before = paged_count;
+
+			more = scan_distinct_page(f->store, 0, UINT64_MAX, limit,
+						  has_after ? &after : NULL, arena, paged,
+						  &paged_count, &response);
+			assert_true(paged_count > before || !more);
+			if (response->n_entries) {
+				after = response->entries[response->n_entries - 1]->position;
+				has_after = true;
+			}
+		} while (more);
+		assert_int_equal(paged_count, count);
+		for (size_t i = 0; i < count; i++)
+			assert_string_equal(paged[i], names[i]);
+	}
+
+	/* Two hash ranges split between two partition keys cover all once. */
+	middle = hashes[count / 2];
+	paged_count = 0;
+	scan_distinct_page(f->store, 0, middle - 1, 1000, NULL, arena, paged, &paged_count,
+			   &response);
+	assert_int_equal(paged_count, count / 2);
+	scan_distinct_page(f->store, middle, UINT64_MAX, 1000, NULL, arena, paged, &paged_count,
+			   &response);
+	assert_int_equal(paged_count, count);
+	for (size_t i = 0; i < count; i++)
+		assert_string_equal(paged[i], names[i]);
+	arena_free(arena);
+}
+
+/* Writes an item under a chosen hash straight into db (the store's
+ * LevelDB, the store closed), as partition keys whose hashes collide would
+ * be stored. sk NULL: no sort key. */
+static void raw_put(leveldb_t *db, uint64_t hash, const char *pk, const char *sk)
+{
+	Quorum__ItemRecord record = QUORUM__ITEM_RECORD__INIT;
+	Quorum__ItemMeta meta = QUORUM__ITEM_META__INIT;
+	leveldb_writeoptions_t *write_options = leveldb_writeoptions_create();
+	uint8_t key[KEY_STORAGE_MAX_BYTES], *value = NULL;
+	size_t key_bytes = 0, value_bytes = 0;
+	char *error = NULL;
+
+	key[key_bytes++] = KEY_STORAGE_PREFIX;
+	key_put_u64(key + key_bytes, TABLE_ID);
+	key_bytes += 8;
+	key_put_u64(key + key_bytes, hash);
+	key_bytes += 8;
+	memcpy(key + key_bytes, pk, strlen(pk));
+	key_bytes += strlen(pk);
+	if (sk) {
+		key[key_bytes++] = 0;
+		memcpy(key + key_bytes, sk, strlen(sk));
+		key_bytes += strlen(sk);
+	}
+	meta.mode = S_IFREG | 0644;
+	meta.version = 1;
+	record.format = ITEM_RECORD_FORMAT;
+	record.meta = &meta;
+	item_seal_body(&record);
+	assert_int_equal(item_encode(&record, &value, &value_bytes), 0);
+	leveldb_put(db, write_options, (const char *)key, key_bytes, (const char *)value,
+		    value_bytes, &error);
+	assert_null(error);
+	free(value);
+	leveldb_writeoptions_destroy(write_options);
+}
+
+/* Partition keys whose hashes collide sort by their bytes inside the hash:
+ * "c", then "c\x01" (whose plain item's storage key is exactly the key a
+ * distinct scan seeks to after "c"), then "cc". Each is listed once, and
+ * none is skipped, paged or not. */
+static void test_scan_distinct_hash_collisions(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t hash = 0x8000000000000000ULL;
+	static const char *const expected[] = { "c", "c\x01", "cc" };
+	leveldb_options_t *options = leveldb_options_create();
+	struct arena *arena = arena_new();
+	char names[8][300];
+	Quorum__ScanResponse *response;
+	ProtobufCBinaryData after;
+	size_t count = 0;
+	char *error = NULL;
+	leveldb_t *db;
+	bool more;
+
+	store_close(f->store);
+	db = leveldb_open(options, f->items, &error);
+	assert_null(error);
+	raw_put(db, hash, "c", "a");
+	raw_put(db, hash, "c", "b");
+	raw_put(db, hash, "c\x01", NULL);
+	raw_put(db, hash, "c\x01", "x");
+	raw_put(db, hash, "cc", "z");
+	raw_put(db, hash + 1, "d", "d");   /* the next hash: outside [hash, hash] */
+	leveldb_close(db);
+	leveldb_options_destroy(options);
+	assert_int_equal(store_open(f->items, &f->store), 0);
+
+	more = scan_distinct_page(f->store, hash, hash, 1000, NULL, arena, names, &count,
+				  &response);
+	assert_false(more);
+	assert_int_equal(count, 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(names[i], expected[i]);
+	/* "c\x01" is listed by its plain item, the first of its keys. */
+	assert_false(response->entries[1]->has_sort_key);
+
+	count = 0;
+	more = scan_distinct_page(f->store, hash, hash, 1, NULL, arena, names, &count, &response);
+	while (more) {
+		after = response->entries[0]->position;
+		more = scan_distinct_page(f->store, hash, hash, 1, &after, arena, names, &count,
+					  &response);
+	}
+	assert_int_equal(count, 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(names[i], expected[i]);
+
+	/* An after that is no item's position (a partition key too long) is refused. */
+	{
+		Quorum__ScanRequest request = QUORUM__SCAN_REQUEST__INIT;
+		uint8_t bad[8 + KEY_NAME_MAX_BYTES + 1];
+
+		memset(bad, 'k', sizeof(bad));
+		request.table_id = TABLE_ID;
+		request.hash_first = 0;
+		request.hash_last = UINT64_MAX;
+		request.limit = 10;
+		request.has_distinct_partition_keys = true;
+		request.distinct_partition_keys = true;
+		request.has_after = true;
+		request.after.data = bad;
+		request.after.len = sizeof(bad);
+		assert_int_equal(store_scan(f->store, &request, arena, &response), -EINVAL);
+	}
+	arena_free(arena);
+}
+
 /* ------------------------------------------------------------ concurrency */
 
 #define WRITER_COUNT 4
@@ -1004,6 +1280,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_scan_hash_ranges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_resumes_after_cursor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_partition_key_query, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_directory_marker, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_distinct_partition_keys, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_scan_distinct_hash_collisions, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_updates_are_atomic, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_value_is_not_served, setup, teardown),
