@@ -367,6 +367,7 @@ int group_open(const struct io *io, const char *wal_dir, const struct group_conf
 	pc.log_slots = config->log_slots;
 	pc.outbox_msgs = config->outbox_msgs;
 	pc.seed = config->seed ^ ((uint64_t)config->incarnation << 40);
+	pc.joining = sm->needs_snapshot && sm->needs_snapshot(sm->ctx);
 	pc.snapshot.get = group_snapshot_get;
 	pc.snapshot.ctx = g;
 	memset(&restore, 0, sizeof(restore));

@@ -97,6 +97,10 @@ struct group_sm {
 	/* The applied slot and the latest applied member list (count 0 when none was ever
 	 * applied: the group then uses the configured members). */
 	int (*state)(void *ctx, uint64_t *applied_slot, uint32_t *members, size_t *member_count);
+	/* May be NULL. True when the state machine holds no state of this group yet although
+	 * the group has a history elsewhere: the replica then commits nothing and never
+	 * campaigns until a snapshot comes (paxos_config.joining). */
+	bool (*needs_snapshot)(void *ctx);
 };
 
 struct group_callbacks {

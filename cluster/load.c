@@ -265,9 +265,15 @@ int load_track(struct load *load, const struct load_range *ranges, size_t count,
 		}
 		groups[i] = group;
 	}
-	/* Past the point of failure: ranges follow the list (a split narrowed one). */
-	for (size_t i = 0; i < count; i++)
+	/* Past the point of failure: ranges follow the list (a split narrowed one). A
+	 * narrowed range's census counted items it no longer holds: unknown until the next
+	 * pass, or meta would split it again on its old size. */
+	for (size_t i = 0; i < count; i++) {
+		if (groups[i]->range.hash_first != ranges[i].hash_first ||
+		    groups[i]->range.hash_last != ranges[i].hash_last)
+			groups[i]->has_census = false;
 		groups[i]->range = ranges[i];
+	}
 	if (count)
 		qsort(groups, count, sizeof(*groups), load_group_compare);
 	old = load->groups;

@@ -716,14 +716,26 @@ static void node_count_load(struct node *node, const Quorum__ItemKey *key, enum 
 static int node_read_barrier(struct node *node, uint64_t table_id, uint64_t hash,
 			     Quorum__Response *response, struct arena *arena)
 {
+	Quorum__PartitionAssignment *before = NULL, *after = NULL;
 	struct replicas_outcome outcome;
 	int err;
 
+	(void)replicas_route(node->replicas, table_id, false, hash, arena, &before);
 	err = replicas_read_barrier(node->replicas, table_id, hash, NODE_PROPOSAL_TIMEOUT_MS,
 				    &outcome);
-	if (err < 0)
+	if (err < 0) {
 		replicas_fail_response(response, arena, err, &outcome);
-	return err;
+		return err;
+	}
+	/* A split applied while the read waited gave the key to another group, whose replica
+	 * here may lag its leader: the router asks again where the key lives now. */
+	if (before && (replicas_route(node->replicas, table_id, false, hash, arena, &after) < 0 ||
+		       after->partition->id != before->partition->id ||
+		       after->partition->epoch != before->partition->epoch)) {
+		node_route_moved(node->replicas, table_id, hash, response, arena);
+		return -EREMCHG;
+	}
+	return 0;
 }
 
 /* Proposes command (a GroupCommand with op set, stamped here with id, the

@@ -1319,9 +1319,12 @@ static void on_snapshot(struct paxos *core, size_t from, const struct paxos_msg 
 		if (core->log_last < m->slot)
 			core->log_last = m->slot;
 		core->commit_slot = m->slot;
-		core->joining = false;
 		members_set(core, members, m->member_count);
 		config_remember(core, m->slot);
+		/* A snapshot from before the change that adds this node (a deposed leader's)
+		 * leaves it joining: the one from the current leader comes next. */
+		if (core->self_index >= 0)
+			core->joining = false;
 		commit_advance(core);
 		core->counters.snapshots_installed++;
 		if (core->role == PAXOS_CANDIDATE) {

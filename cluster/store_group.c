@@ -54,8 +54,16 @@ static int state_decode(const uint8_t *value, size_t value_bytes, struct arena *
 	state = quorum__group_state__unpack(arena_protobuf_allocator(arena),
 					    value_bytes - CRC32C_FRAME_BYTES,
 					    value + CRC32C_FRAME_BYTES);
-	if (!state || state->n_members > PAXOS_MEMBERS_MAX || state->hash_first > state->hash_last)
+	if (!state || state->n_members > PAXOS_MEMBERS_MAX || state->hash_first > state->hash_last ||
+	    state->n_children > STORE_GROUP_CHILDREN_MAX)
 		return -EBADMSG;
+	for (size_t i = 0; i < state->n_children; i++) {
+		const Quorum__SplitChild *c = state->children[i];
+
+		/* A child lies after its parent's range and is never empty. */
+		if (c->hash_first > c->hash_last || c->hash_first <= state->hash_last)
+			return -EBADMSG;
+	}
 	*out = state;
 	return 0;
 }
@@ -439,6 +447,7 @@ struct sweep {
 	struct store_group_write *gw;
 	int64_t now_ns;
 	struct arena *arena;
+	uint64_t client_id;	/* the command's: its session was just staged, keep it */
 };
 
 static int sweep_session(void *ctx, const uint8_t *key, size_t key_bytes,
@@ -447,6 +456,9 @@ static int sweep_session(void *ctx, const uint8_t *key, size_t key_bytes,
 	struct sweep *sweep = ctx;
 	Quorum__ClientSession *session;
 
+	(void)key_bytes;
+	if (key_get_u64(key + 17) == sweep->client_id)
+		return 0;
 	/* A damaged session is kept: reading it fails its client's next write loudly. */
 	if (session_decode(value, value_bytes, sweep->arena, &session) == 0 &&
 	    session_idle(session, sweep->now_ns))
@@ -732,7 +744,7 @@ static int apply_command(struct store_group *group, Quorum__GroupState *state,
 			return err;
 	}
 	if (slot % STORE_GROUP_SESSION_SWEEP_SLOTS == 0) {
-		struct sweep sweep = { gw, command->now_ns, arena };
+		struct sweep sweep = { gw, command->now_ns, arena, id ? id->client_id : 0 };
 
 		return group_sessions(group, group->partition_id, sweep_session, &sweep);
 	}
@@ -985,6 +997,7 @@ static int stage_missing_children(struct store_group *group, const Quorum__Group
 		child.hash_first = c->hash_first;
 		child.hash_last = c->hash_last;
 		child.epoch = c->epoch;
+		child.has_needs_snapshot = child.needs_snapshot = true;
 		if (!err)
 			err = state_stage(batch, group->table_id, c->partition_id, &child);
 		if (err < 0)
@@ -1062,9 +1075,13 @@ static int group_snapshot_install(void *ctx, uint64_t through_slot, const uint8_
 	if (!err) {
 		struct store_group_route old;
 
-		/* What this replica held of its range, and of its sessions, goes. */
+		/* What this replica held of its range and of the snapshot's, and its sessions,
+		 * go: the snapshot's range may be wider than the one this replica was opened
+		 * with (meta's, after a split it had not applied). */
 		store_group_route(group, &old);
-		err = group_items(group, old.hash_first, old.hash_last, stage_delete, batch);
+		err = group_items(group, old.hash_first < head->hash_first ? old.hash_first :
+				  head->hash_first, old.hash_last > head->hash_last ? old.hash_last :
+				  head->hash_last, stage_delete, batch);
 	}
 	if (!err)
 		err = group_sessions(group, group->partition_id, stage_delete, batch);
@@ -1091,6 +1108,28 @@ static int group_snapshot_install(void *ctx, uint64_t through_slot, const uint8_
 	return err;
 }
 
+/* A group with no state here yet whose partition has an epoch past its first (it split,
+ * or was split off) has a history this replica missed: it must start from a snapshot. A
+ * child made from a parent's snapshot says so in its record. */
+static bool group_needs_snapshot(void *ctx)
+{
+	struct store_group *group = ctx;
+	struct arena *arena = arena_new();
+	struct store_group_route route;
+	Quorum__GroupState *state;
+	bool needs = false;
+
+	if (!arena)
+		return false;
+	store_group_route(group, &route);
+	if (store_group_state_read(group->store, group->table_id, group->partition_id, arena,
+				   &state) == 0)
+		needs = state ? state->has_needs_snapshot && state->needs_snapshot :
+				route.epoch > 1;
+	arena_free(arena);
+	return needs;
+}
+
 void store_group_sm(struct store_group *group, struct group_sm *sm)
 {
 	sm->ctx = group;
@@ -1098,4 +1137,5 @@ void store_group_sm(struct store_group *group, struct group_sm *sm)
 	sm->snapshot_get = group_snapshot_get;
 	sm->snapshot_install = group_snapshot_install;
 	sm->state = group_state;
+	sm->needs_snapshot = group_needs_snapshot;
 }

@@ -121,37 +121,33 @@ static void fs_stat_root(const struct fs *fs, struct stat *st)
 	st->st_ctim = st->st_atim;
 }
 
-static void fs_stat_table(const struct router_table *table, uint64_t number, struct stat *st)
+/* A directory: a table, or a partition key's in a table with a sort key. */
+static void fs_stat_dir(uint32_t mode, uint32_t uid, uint32_t gid, int64_t mtime_ns,
+			int64_t ctime_ns, uint64_t number, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = number;
-	st->st_mode = S_IFDIR | (table->mode & 07777);
+	st->st_mode = S_IFDIR | (mode & 07777);
 	st->st_nlink = 2;
-	st->st_uid = table->uid;
-	st->st_gid = table->gid;
+	st->st_uid = uid;
+	st->st_gid = gid;
 	st->st_size = FS_BLOCK_BYTES;
 	st->st_blocks = FS_BLOCK_BYTES / 512;
 	st->st_blksize = FS_IO_BLOCK_BYTES;
-	st->st_mtim = fs_timespec(table->mtime_ns);
+	st->st_mtim = fs_timespec(mtime_ns);
 	st->st_atim = st->st_mtim;
-	st->st_ctim = fs_timespec(table->ctime_ns);
+	st->st_ctim = fs_timespec(ctime_ns);
 }
 
-/* A partition key's directory in a table with a sort key. */
+static void fs_stat_table(const struct router_table *table, uint64_t number, struct stat *st)
+{
+	fs_stat_dir(table->mode, table->uid, table->gid, table->mtime_ns, table->ctime_ns, number,
+		    st);
+}
+
 static void fs_stat_partition(const struct item_attr *attr, uint64_t number, struct stat *st)
 {
-	memset(st, 0, sizeof(*st));
-	st->st_ino = number;
-	st->st_mode = S_IFDIR | (attr->mode & 07777);
-	st->st_nlink = 2;
-	st->st_uid = attr->uid;
-	st->st_gid = attr->gid;
-	st->st_size = FS_BLOCK_BYTES;
-	st->st_blocks = FS_BLOCK_BYTES / 512;
-	st->st_blksize = FS_IO_BLOCK_BYTES;
-	st->st_mtim = fs_timespec(attr->mtime_ns);
-	st->st_atim = st->st_mtim;
-	st->st_ctim = fs_timespec(attr->ctime_ns);
+	fs_stat_dir(attr->mode, attr->uid, attr->gid, attr->mtime_ns, attr->ctime_ns, number, st);
 }
 
 static void fs_stat_item(const struct item_attr *attr, uint64_t number, bool unlinked,

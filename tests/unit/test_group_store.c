@@ -516,6 +516,28 @@ static void test_snapshot_names_a_missed_split(void **state)
 	assert_non_null(cstate);
 	assert_int_equal(cstate->applied_slot, 0);
 	assert_int_equal(cstate->n_members, 3);
+	assert_true(cstate->has_needs_snapshot && cstate->needs_snapshot);
+	{
+		/* Its group starts as a joining replica: it commits nothing and never
+		 * campaigns until its leader sends a snapshot; the replica that applied the
+		 * split needs none. */
+		struct store_group child;
+		struct group_sm csm;
+
+		assert_int_equal(store_group_init(&child, sb, TABLE_ID, CHILD_ID, 0, 0, 2), 0);
+		store_group_sm(&child, &csm);
+		assert_true(csm.needs_snapshot(csm.ctx));
+		store_group_destroy(&child);
+		assert_int_equal(store_group_init(&child, sa, TABLE_ID, CHILD_ID, 0, 0, 2), 0);
+		store_group_sm(&child, &csm);
+		assert_false(csm.needs_snapshot(csm.ctx));
+		store_group_destroy(&child);
+		/* No state at all, and a partition past its first epoch: a history missed. */
+		assert_int_equal(store_group_init(&child, sb, TABLE_ID, CHILD_ID + 50, 0, 0, 2), 0);
+		store_group_sm(&child, &csm);
+		assert_true(csm.needs_snapshot(csm.ctx));
+		store_group_destroy(&child);
+	}
 	{
 		Quorum__ItemKey key = QUORUM__ITEM_KEY__INIT;
 		Quorum__ItemRecord *record;

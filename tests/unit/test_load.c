@@ -237,8 +237,9 @@ static void test_retrack(void **state)
 	free(ranges);
 	assert_int_equal(load_figures(load, 1, 11, 1000, &figures), 0);
 	assert_int_equal(figures.writes_total, 1);
-	assert_true(figures.has_census);
-	assert_int_equal(figures.item_count, 3);
+	/* Its census counted the wider range: unknown until the next pass, so meta does
+	 * not split it again on its old size. */
+	assert_false(figures.has_census);
 	assert_int_equal(load_figures(load, 1, 12, 1000, &figures), -ENOENT);
 	assert_int_equal(load_figures(load, 1, 13, 1000, &figures), 0);
 	assert_int_equal(figures.writes_total, 0);
