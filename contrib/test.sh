@@ -10,7 +10,8 @@
 #                  no /dev/fuse); CI uses it
 #   --no-install   do not call apt-get
 # Environment: JOBS (default: nproc), SANITIZER_DIR (default:
-# /tmp/quorumfs-sanitizers), E2E_PYTEST_ARGS (passed to pytest).
+# /tmp/quorumfs-sanitizers), E2E_PYTEST_ARGS (passed to pytest),
+# QUORUM_E2E_TIMEOUT_S (the e2e request deadline: 10 s, 20 s with sanitizers).
 # Exits non-zero on any failure, after printing the logs of failed tests.
 
 set -euo pipefail
@@ -122,6 +123,10 @@ if [ "$sanitizers" = yes ]; then
 	fi
 	cd "$copy"
 	bootstrap
+	# ASan and UBSan make every process two to three times slower, and a
+	# 2-core machine runs three nodes, meta and the mount at once: the
+	# end-to-end tests get a longer request deadline (and scale their own).
+	export QUORUM_E2E_TIMEOUT_S=${QUORUM_E2E_TIMEOUT_S:-20}
 	build_and_check sanitizers --enable-werror --enable-sanitizers
 	cd "$top"
 fi
