@@ -12,6 +12,7 @@ skip() {
 	exit 77
 }
 
+[ -z "${QUORUM_E2E_SKIP:-}" ] || skip "$QUORUM_E2E_SKIP"
 [ "$(id -u)" = 0 ] || skip "end-to-end tests mount FUSE file systems: run as root"
 [ -c /dev/fuse ] || skip "no /dev/fuse"
 command -v fusermount3 >/dev/null 2>&1 || skip "no fusermount3 (apt-get install fuse3)"
