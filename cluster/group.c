@@ -515,6 +515,82 @@ int group_cancel(struct group *g, uint64_t token)
 	return 0;
 }
 
+static bool members_have(const uint32_t *members, size_t count, uint32_t id)
+{
+	for (size_t i = 0; i < count; i++)
+		if (members[i] == id)
+			return true;
+	return false;
+}
+
+/* Proposes the configuration in force with one member added (add != 0) or one removed. */
+static int propose_member_change(struct group *g, const struct paxos_status *st, uint32_t add,
+				 uint32_t remove, uint32_t *leader_hint)
+{
+	uint32_t next[PAXOS_MEMBERS_MAX];
+	uint8_t value[PAXOS_MEMBERS_MAX * 4 + 8];
+	size_t count = 0, value_bytes;
+	int rc;
+
+	for (size_t i = 0; i < st->member_count; i++)
+		if (st->members[i] != remove)
+			next[count++] = st->members[i];
+	if (add) {
+		if (count == PAXOS_MEMBERS_MAX)
+			return -EINVAL;
+		next[count++] = add;
+	}
+	value_bytes = paxos_config_encode(next, count, value);
+	rc = paxos_propose(g->core, PAXOS_ENTRY_CONFIG, value, value_bytes, NULL, leader_hint);
+	if (rc == 0)
+		log_info("group %" PRIu64 "/%" PRIu64 ": proposed %s member %" PRIu32,
+			 g->config.id.table_id, g->config.id.partition_id,
+			 add ? "adding" : "removing", add ? add : remove);
+	return rc ? rc : -EINPROGRESS;
+}
+
+int group_change_members(struct group *g, const uint32_t *wanted, size_t wanted_count,
+			 uint32_t *leader_hint)
+{
+	struct paxos_status st;
+
+	if (leader_hint)
+		*leader_hint = 0;
+	if (g->failed)
+		return -EIO;
+	if (wanted_count == 0 || wanted_count > PAXOS_MEMBERS_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < wanted_count; i++)
+		if (wanted[i] == 0 || members_have(wanted, i, wanted[i]))
+			return -EINVAL;
+	paxos_status(g->core, &st);
+	if (st.role != PAXOS_LEADER) {
+		if (leader_hint)
+			*leader_hint = st.leader_id;
+		return -EREMOTE;
+	}
+	if (st.config_pending)
+		return -EINPROGRESS;
+	for (size_t i = 0; i < wanted_count; i++)
+		if (!members_have(st.members, st.member_count, wanted[i]))
+			return propose_member_change(g, &st, wanted[i], 0, leader_hint);
+	if (st.member_count == wanted_count)
+		return 0;
+	for (size_t i = 0; i < st.member_count; i++) {
+		bool is_wanted = members_have(wanted, wanted_count, st.members[i]);
+
+		/* Caught up: it committed the configuration that added it (so it holds
+		 * the state from before), and is close to the leader now. */
+		if (is_wanted && (st.member_joining[i] || st.member_commit_slot[i] < st.config_slot ||
+				  st.member_commit_slot[i] + GROUP_CATCH_UP_SLOTS < st.commit_slot))
+			return -EINPROGRESS;
+	}
+	for (size_t i = 0; i < st.member_count; i++)
+		if (!members_have(wanted, wanted_count, st.members[i]))
+			return propose_member_change(g, &st, 0, st.members[i], leader_hint);
+	return 0;
+}
+
 int group_transfer_leadership(struct group *g, uint32_t to)
 {
 	if (g->failed)

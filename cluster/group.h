@@ -172,6 +172,18 @@ int group_read(struct group *group, uint64_t token, uint32_t *leader_hint);
  * or -ENOENT. */
 int group_cancel(struct group *group, uint64_t token);
 
+/* Moves the group one step towards the member list wanted (a replica move): a wanted
+ * member that is missing is added first; a member not wanted is removed only once every
+ * wanted member has caught up (it committed the configuration in force, its commit
+ * index is within GROUP_CATCH_UP_SLOTS of the leader's, and no snapshot is pending), so the group never depends on a replica without its
+ * state. One configuration entry at a time, through the log. Returns 0 when the members in
+ * force are the ones wanted, -EINPROGRESS when a step is under way (ask again), -EREMOTE
+ * with *leader_hint when not the leader, -EAGAIN (leader not ready), -EINVAL (a bad
+ * list), -ENOMEM, -EIO. */
+#define GROUP_CATCH_UP_SLOTS 64
+int group_change_members(struct group *group, const uint32_t *wanted, size_t wanted_count,
+			 uint32_t *leader_hint);
+
 /* Hands leadership to member to (graceful stop). */
 int group_transfer_leadership(struct group *group, uint32_t to);
 

@@ -32,6 +32,7 @@
 #include "cluster/keys.h"
 #include "cluster/load.h"
 #include "cluster/log.h"
+#include "cluster/meta_client.h"
 #include "cluster/net.h"
 #include "cluster/node_route.h"
 #include "cluster/replicas.h"
@@ -97,7 +98,7 @@ struct node {
 	struct store *store;
 	struct replicas *replicas;
 	struct rpc_server *server;
-	struct net_client *meta;
+	struct meta_client *meta;   /* one meta, or the replicated metas */
 	struct load *load;          /* what the groups serve, for the heartbeat */
 	struct census *census;      /* the meta thread's */
 	/* The meta thread owns these once it runs. */
@@ -122,7 +123,8 @@ static void node_usage(FILE *out)
 		"  -l, --listen URL        address to serve on (nanomsg URL, e.g.\n"
 		"                          tcp://127.0.0.1:7101); also the address\n"
 		"                          announced to meta\n"
-		"  -m, --meta URL          address of quorum-meta (e.g. tcp://127.0.0.1:7100)\n"
+		"  -m, --meta URL[,URL...] address of quorum-meta (e.g. tcp://127.0.0.1:7100),\n"
+		"                          or of each replicated meta, in their --peers order\n"
 		"  -a, --az NAME           availability zone label of this node (e.g. a)\n"
 		"  -d, --data DIR          data directory, created if missing: items in\n"
 		"                          DIR/items (LevelDB), the node id in DIR/node_id\n"
@@ -162,6 +164,17 @@ static bool node_url_looks_valid(const char *url)
 {
 	const char *separator = strstr(url, "://");
 	return separator && separator != url && separator[3] != '\0';
+}
+
+/* A comma-separated list of URLs (--meta of replicated metas). */
+static bool node_url_list_looks_valid(const char *urls)
+{
+	struct meta_client *client;
+
+	if (meta_client_new(urls, &client) < 0)
+		return false;
+	meta_client_free(client);
+	return true;
 }
 
 /* Returns 0 to run, 1 when the process should exit 0 (help, version), or
@@ -256,7 +269,8 @@ static int node_parse_options(int argc, char **argv, struct node_options *option
 				"Try 'quorumd --help' for more information.\n");
 		return -EINVAL;
 	}
-	if (!node_url_looks_valid(options->listen_url) || !node_url_looks_valid(options->meta_url)) {
+	if (!node_url_looks_valid(options->listen_url) ||
+	    !node_url_list_looks_valid(options->meta_url)) {
 		fprintf(stderr, "quorumd: addresses are nanomsg URLs such as tcp://127.0.0.1:7100\n");
 		return -EINVAL;
 	}
@@ -426,8 +440,8 @@ static int node_call_meta(struct node *node, Quorum__Request *request, const cha
 	struct rpc_error error = { 0 };
 	int err;
 
-	err = rpc_call(node->meta, request, clock_monotonic_ms() + NODE_META_CALL_MS, response,
-		       &error);
+	err = meta_client_call(node->meta, request, clock_monotonic_ms() + NODE_META_CALL_MS,
+			       response, &error);
 	if (err < 0 && err == answer_err) {
 		node_meta_answered(node);
 		return err;
@@ -1044,6 +1058,10 @@ static void node_handle(void *ctx, const Quorum__Request *request, Quorum__Respo
 		node_route_split(node->replicas, node->store, request->split_partition, response,
 				 arena);
 		break;
+	case QUORUM__REQUEST__OP_CHANGE_MEMBERS:
+		node_route_change_members(node->replicas, request->change_members, response,
+					  arena);
+		break;
 	default:
 		rpc_fail(response, arena, -EOPNOTSUPP,
 			 "operation %d is not served by a storage node (ask quorum-meta)",
@@ -1146,7 +1164,7 @@ int main(int argc, char **argv)
 	if (err == 0)
 		err = census_new(node.store, &node.census);
 	if (err == 0)
-		err = net_client_new(node.options.meta_url, &node.meta);
+		err = meta_client_new(node.options.meta_url, &node.meta);
 	if (err == 0)
 		err = rpc_server_start(node.options.listen_url, node.options.worker_count,
 				       node_handle, &node, &node.server);
@@ -1155,7 +1173,7 @@ int main(int argc, char **argv)
 			  err == -EADDRINUSE ? "address already in use" : strerror(-err));
 		census_free(node.census);
 		load_free(node.load);
-		net_client_free(node.meta);
+		meta_client_free(node.meta);
 		replicas_free(node.replicas);
 		store_close(node.store);
 		return 1;
@@ -1175,7 +1193,7 @@ int main(int argc, char **argv)
 		rpc_server_stop(node.server);
 		census_free(node.census);
 		load_free(node.load);
-		net_client_free(node.meta);
+		meta_client_free(node.meta);
 		replicas_free(node.replicas);
 		store_close(node.store);
 		return 1;
@@ -1200,7 +1218,7 @@ int main(int argc, char **argv)
 	replicas_free(node.replicas);
 	census_free(node.census);
 	load_free(node.load);
-	net_client_free(node.meta);
+	meta_client_free(node.meta);
 	store_close(node.store);
 	pthread_cond_destroy(&node.wake);
 	pthread_mutex_destroy(&node.lock);

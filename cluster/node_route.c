@@ -136,3 +136,52 @@ void node_route_split(struct replicas *replicas, struct store *store,
 	response->result_case = QUORUM__RESPONSE__RESULT_SPLIT_PARTITION;
 	response->split_partition = result;
 }
+
+void node_route_change_members(struct replicas *replicas,
+			       const Quorum__ChangeMembersRequest *request,
+			       Quorum__Response *response, struct arena *arena)
+{
+	uint32_t wanted[PAXOS_MEMBERS_MAX], members[PAXOS_MEMBERS_MAX];
+	Quorum__ChangeMembersResponse *result;
+	struct replicas_outcome outcome;
+	size_t member_count;
+	int err;
+
+	if (request->n_members == 0 || request->n_members > PAXOS_MEMBERS_MAX) {
+		rpc_fail(response, arena, -EINVAL, "%zu members wanted (1 to %d)",
+			 request->n_members, PAXOS_MEMBERS_MAX);
+		return;
+	}
+	for (size_t i = 0; i < request->n_members; i++) {
+		if (request->members[i] == 0 || request->members[i] > UINT32_MAX) {
+			rpc_fail(response, arena, -EINVAL, "member %" PRIu64 " is no node id",
+				 request->members[i]);
+			return;
+		}
+		wanted[i] = (uint32_t)request->members[i];
+	}
+	err = replicas_change_members(replicas, request->table_id, request->partition_id,
+				      wanted, request->n_members, NODE_ROUTE_MEMBERS_TIMEOUT_MS,
+				      &outcome, members, &member_count);
+	if (err < 0 && err != -EINPROGRESS) {
+		replicas_fail_response(response, arena, err, &outcome);
+		return;
+	}
+	result = arena_alloc(arena, sizeof(*result));
+	if (!result) {
+		rpc_fail(response, arena, -ENOMEM, "out of memory");
+		return;
+	}
+	quorum__change_members_response__init(result);
+	result->members = arena_alloc(arena, member_count * sizeof(uint64_t) + 1);
+	if (!result->members) {
+		rpc_fail(response, arena, -ENOMEM, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < member_count; i++)
+		result->members[i] = members[i];
+	result->n_members = member_count;
+	result->done = err == 0;
+	response->result_case = QUORUM__RESPONSE__RESULT_CHANGE_MEMBERS;
+	response->change_members = result;
+}

@@ -14,8 +14,9 @@
 
 #include <stdint.h>
 
-/* How long a split waits for its group at most. */
+/* How long a split, or a step of a move, waits for its group at most. */
 #define NODE_ROUTE_SPLIT_TIMEOUT_MS 10000
+#define NODE_ROUTE_MEMBERS_TIMEOUT_MS 2000
 
 /* 0 when request names no partition, or the one hosted here for (table_id, hash) with its
  * epoch; otherwise -EREMCHG with response filled (node_route_moved). */
@@ -34,5 +35,12 @@ void node_route_moved(struct replicas *replicas, uint64_t table_id, uint64_t has
 void node_route_split(struct replicas *replicas, struct store *store,
 		      const Quorum__SplitPartitionRequest *request, Quorum__Response *response,
 		      struct arena *arena);
+
+/* Serves ChangeMembersRequest (a replica move, see group_change_members): this node must
+ * lead the partition's group (-EREMOTE with a hint otherwise); the answer holds the members
+ * in force and whether they are the ones wanted. */
+void node_route_change_members(struct replicas *replicas,
+			       const Quorum__ChangeMembersRequest *request,
+			       Quorum__Response *response, struct arena *arena);
 
 #endif

@@ -303,7 +303,6 @@ int paxos_config_decode(const uint8_t *value, size_t value_bytes, uint32_t *memb
 	return 0;
 }
 
-/* Installs a member list; per-peer state follows its member id. */
 /* Records that the current members are in force from slot on. */
 static void config_remember(struct paxos *core, uint64_t slot)
 {
@@ -744,6 +743,15 @@ static void peer_note_commit(struct paxos *core, size_t i, uint64_t commit_slot)
 		core->peers[i].commit_slot = commit_slot;
 }
 
+/* The sender's member index now. A handler that commits a configuration renumbers the
+ * members (members_set), so an index taken before the commit may name another member. */
+static size_t peer_index(const struct paxos *core, uint32_t id)
+{
+	int i = member_index(core, id);
+
+	return i >= 0 ? (size_t)i : NO_PEER;
+}
+
 /* ---- roles ---- */
 
 static void recover_reset(struct paxos *core)
@@ -1069,7 +1077,9 @@ static void on_promise(struct paxos *core, size_t from, const struct paxos_msg *
 		pvalue_put(v);
 	}
 	commit_advance(core);
-	core->promise_mask |= bit;
+	from = peer_index(core, m->from);
+	if (from != NO_PEER)
+		core->promise_mask |= 1u << from;
 	peer_note_commit(core, from, m->commit_slot);
 	candidate_try_win(core);
 }
@@ -1160,6 +1170,7 @@ static void on_accept(struct paxos *core, size_t from, const struct paxos_msg *m
 		o->msg.commit_slot = core->commit_slot;
 		o->after_persist_id = after;
 	}
+	from = peer_index(core, m->from);
 	peer_note_commit(core, from, m->commit_slot);
 	catch_up(core, from);
 }
@@ -1182,7 +1193,7 @@ static void on_accepted(struct paxos *core, size_t from, const struct paxos_msg 
 		leader_count(core, e);
 	}
 	commit_advance(core);
-	catch_up(core, from);
+	catch_up(core, peer_index(core, m->from));
 }
 
 static void on_heartbeat(struct paxos *core, size_t from, const struct paxos_msg *m)
@@ -1198,6 +1209,7 @@ static void on_heartbeat(struct paxos *core, size_t from, const struct paxos_msg
 		o->msg.tick = m->tick;
 		o->after_persist_id = wait_for(core, core->hard_state_persist_id);
 	}
+	from = peer_index(core, m->from);
 	peer_note_commit(core, from, m->commit_slot);
 	catch_up(core, from);
 }
@@ -1258,7 +1270,7 @@ static void on_timeout_now(struct paxos *core, const struct paxos_msg *m)
 	start_election(core, &m->ballot);
 }
 
-static void on_learn(struct paxos *core, size_t from, const struct paxos_msg *m)
+static void on_learn(struct paxos *core, const struct paxos_msg *m)
 {
 	struct out_msg *o;
 
@@ -1279,14 +1291,14 @@ static void on_learn(struct paxos *core, size_t from, const struct paxos_msg *m)
 	commit_advance(core);
 	if (core->role == PAXOS_LEADER)
 		leader_advance(core);
-	peer_note_commit(core, from, m->commit_slot);
+	peer_note_commit(core, peer_index(core, m->from), m->commit_slot);
 	/* Tell the sender where we are, so it sends the next batch. */
 	o = out_new(core, PAXOS_MSG_ACCEPTED, m->from);
 	if (o)
 		o->msg.ballot = core->promised;
 }
 
-static void on_snapshot(struct paxos *core, size_t from, const struct paxos_msg *m)
+static void on_snapshot(struct paxos *core, const struct paxos_msg *m)
 {
 	struct pvalue *snap;
 	struct out_msg *o;
@@ -1336,7 +1348,7 @@ static void on_snapshot(struct paxos *core, size_t from, const struct paxos_msg 
 			candidate_try_win(core);
 		}
 	}
-	peer_note_commit(core, from, m->slot);
+	peer_note_commit(core, peer_index(core, m->from), m->slot);
 	o = out_new(core, PAXOS_MSG_ACCEPTED, m->from);
 	if (o)
 		o->msg.ballot = core->promised;
@@ -1450,10 +1462,10 @@ int paxos_step(struct paxos *core, const struct paxos_msg *m)
 		on_timeout_now(core, m);
 		break;
 	case PAXOS_MSG_LEARN:
-		on_learn(core, (size_t)from, m);
+		on_learn(core, m);
 		break;
 	case PAXOS_MSG_SNAPSHOT:
-		on_snapshot(core, (size_t)from, m);
+		on_snapshot(core, m);
 		break;
 	}
 	assert(core->commit_slot + 1 >= core->log_first);
@@ -1770,6 +1782,16 @@ void paxos_status(const struct paxos *core, struct paxos_status *status)
 	status->lease_valid = lease_valid(core);
 	memcpy(status->members, core->members, sizeof(status->members));
 	status->member_count = core->member_count;
+	for (size_t i = 0; i < core->member_count; i++) {
+		bool self = (int)i == core->self_index;
+
+		status->member_commit_slot[i] = self ? core->commit_slot : core->peers[i].commit_slot;
+		status->member_joining[i] = self ? core->joining : core->peers[i].joining;
+	}
+	status->config_pending = core->config_pending_slot != 0;
+	if (core->config_history_next)
+		status->config_slot = core->config_history[(core->config_history_next - 1) %
+							   CONFIG_HISTORY].slot;
 	status->counters = core->counters;
 }
 

@@ -238,6 +238,12 @@ struct paxos_status {
 	bool lease_valid;
 	uint32_t members[PAXOS_MEMBERS_MAX];
 	size_t member_count;
+	/* Leader: what it knows of each member (same index as members): the commit index of
+	 * its latest message, and whether it still waits for a snapshot. */
+	uint64_t member_commit_slot[PAXOS_MEMBERS_MAX];
+	bool member_joining[PAXOS_MEMBERS_MAX];
+	bool config_pending;		/* a configuration entry proposed, not yet committed */
+	uint64_t config_slot;		/* the slot of the configuration in force (0: initial) */
 	struct paxos_counters counters;
 };
 

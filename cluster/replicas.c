@@ -85,6 +85,7 @@ enum inbox_kind {
 	INBOX_READ,
 	INBOX_CANCEL,
 	INBOX_TRANSFER,
+	INBOX_MEMBERS,			/* command: the members wanted, uint32 each */
 };
 
 struct inbox_item {
@@ -533,13 +534,33 @@ static int hosted_open_group(struct hosted *h)
 	return group_open(io_posix(), h->wal_dir, &h->config, &h->sm, &callbacks, &h->group);
 }
 
+/* One step of a replica move; the waiter gets the outcome and the members in force. */
+static void hosted_change_members(struct hosted *h, struct inbox_item *item)
+{
+	uint32_t wanted[PAXOS_MEMBERS_MAX], hint = 0;
+	size_t count = item->command_bytes / sizeof(wanted[0]);
+	struct group_status status;
+	int rc = -EINVAL;
+
+	if (count <= PAXOS_MEMBERS_MAX && item->command_bytes % sizeof(wanted[0]) == 0) {
+		memcpy(wanted, item->command, item->command_bytes);
+		rc = group_change_members(h->group, wanted, count, &hint);
+	}
+	group_status(h->group, &status);
+	pthread_mutex_lock(&h->lock);
+	waiter_complete_locked(h, item->token, rc, 0, hint, (const uint8_t *)status.paxos.members,
+			       status.paxos.member_count * sizeof(status.paxos.members[0]));
+	pthread_mutex_unlock(&h->lock);
+}
+
 static void hosted_handle_item(struct hosted *h, struct inbox_item *item)
 {
 	uint32_t hint = 0;
 	int rc;
 
 	if (!h->group) {
-		if (item->kind == INBOX_PROPOSE || item->kind == INBOX_READ) {
+		if (item->kind == INBOX_PROPOSE || item->kind == INBOX_READ ||
+		    item->kind == INBOX_MEMBERS) {
 			pthread_mutex_lock(&h->lock);
 			waiter_complete_locked(h, item->token, -EAGAIN, 0, 0, NULL, 0);
 			pthread_mutex_unlock(&h->lock);
@@ -569,6 +590,9 @@ static void hosted_handle_item(struct hosted *h, struct inbox_item *item)
 		break;
 	case INBOX_CANCEL:
 		group_cancel(h->group, item->token);
+		break;
+	case INBOX_MEMBERS:
+		hosted_change_members(h, item);
 		break;
 	case INBOX_TRANSFER:
 		rc = group_transfer_leadership(h->group, item->transfer_to);
@@ -686,11 +710,21 @@ static void hosted_free(struct hosted *h)
 	free(h);
 }
 
-/* Sets the members and their senders from an assignment. Called with r->lock held. */
+/* Sets the members' addresses and senders from an assignment, adding the members it names
+ * that the group does not know yet (a move's new member). Called with r->lock held. */
 static void hosted_set_members_locked(struct replicas *r, struct hosted *h,
 				      const Quorum__PartitionAssignment *a)
 {
 	pthread_mutex_lock(&h->lock);
+	for (size_t j = 0; j < a->n_replicas; j++) {
+		uint64_t id = a->replicas[j]->node_id;
+		bool known = false;
+
+		for (size_t i = 0; i < h->member_count; i++)
+			known = known || h->members[i].id == id;
+		if (!known && id != 0 && id <= UINT32_MAX && h->member_count < PAXOS_MEMBERS_MAX)
+			h->members[h->member_count++] = (struct member){ .id = (uint32_t)id };
+	}
 	for (size_t i = 0; i < h->member_count; i++) {
 		struct member *m = &h->members[i];
 
@@ -782,6 +816,7 @@ static int hosted_new(struct replicas *r, uint32_t self_id, const Quorum__Partit
 		return -ENOMEM;
 	}
 	h->sg_ready = true;
+	h->sg.joining = a->has_joining && a->joining;
 	store_group_sm(&h->sg, &h->sm);
 	group_config_init(&h->config);
 	h->config.id.table_id = h->table_id;
@@ -981,12 +1016,17 @@ int replicas_assign(struct replicas *r, uint64_t self_id,
 		    Quorum__PartitionAssignment *const *assignments, size_t count,
 		    Quorum__GroupRef *const *retired, size_t retired_count)
 {
+	const Quorum__PartitionAssignment **opening;
+	size_t opening_count = 0;
 	int first_err = 0;
 
 	if (self_id == 0 || self_id > UINT32_MAX) {
 		log_error("node id %" PRIu64 " cannot be a Paxos member id (32 bits)", self_id);
 		return -EINVAL;
 	}
+	opening = calloc(count ? count : 1, sizeof(*opening));
+	if (!opening)
+		return -ENOMEM;
 	pthread_mutex_lock(&r->lock);
 	r->self_id = (uint32_t)self_id;
 	for (size_t i = 0; i < r->hosted_count; i++)
@@ -994,7 +1034,6 @@ int replicas_assign(struct replicas *r, uint64_t self_id,
 	for (size_t a = 0; a < count; a++) {
 		const Quorum__PartitionAssignment *as = assignments[a];
 		struct hosted *h = NULL;
-		int err;
 
 		if (!as->partition)
 			continue;
@@ -1002,39 +1041,56 @@ int replicas_assign(struct replicas *r, uint64_t self_id,
 			if (r->hosted[i]->table_id == as->table_id &&
 			    r->hosted[i]->partition_id == as->partition->id)
 				h = r->hosted[i];
-		if (!h && hosted_overlap_locked(r, as)) {
-			/* A child of a split this node's replica of the parent has not applied
-			 * yet: it opens once the parent's range no longer covers it. */
+		if (h) {
+			h->seen = true;
+			hosted_set_members_locked(r, h, as);
+		} else if (!hosted_overlap_locked(r, as)) {
+			opening[opening_count++] = as;
+		}
+		/* Else a child of a split this node's replica of the parent has not applied
+		 * yet: it opens once the parent's range no longer covers it. */
+	}
+	pthread_mutex_unlock(&r->lock);
+
+	/* Opening a group creates its WAL (fsyncs): without r->lock, which every request
+	 * and every Paxos message of the node's other groups takes to find its group. */
+	for (size_t a = 0; a < opening_count; a++) {
+		const Quorum__PartitionAssignment *as = opening[a];
+		struct hosted *h;
+		int err = hosted_new(r, (uint32_t)self_id, as, &h);
+
+		if (err) {
+			if (err == -EINVAL)
+				log_warn("assignment of table %" PRIu64 " partition %" PRIu64
+					 " makes no sense for node %" PRIu64 "; skipped",
+					 as->table_id, as->partition->id, self_id);
+			first_err = first_err ? first_err : err;
 			continue;
 		}
-		if (!h) {
-			if (r->hosted_count == r->hosted_capacity) {
-				size_t cap = r->hosted_capacity ? 2 * r->hosted_capacity : 16;
-				struct hosted **p = realloc(r->hosted, cap * sizeof(*p));
+		pthread_mutex_lock(&r->lock);
+		if (r->hosted_count == r->hosted_capacity) {
+			size_t cap = r->hosted_capacity ? 2 * r->hosted_capacity : 16;
+			struct hosted **grown = realloc(r->hosted, cap * sizeof(*grown));
 
-				if (!p) {
-					first_err = first_err ? first_err : -ENOMEM;
-					continue;
-				}
-				r->hosted = p;
-				r->hosted_capacity = cap;
-			}
-			err = hosted_new(r, (uint32_t)self_id, as, &h);
-			if (err) {
-				if (err == -EINVAL)
-					log_warn("assignment of table %" PRIu64 " partition %" PRIu64
-						 " makes no sense for node %" PRIu64 "; skipped",
-						 as->table_id, as->partition->id, self_id);
-				first_err = first_err ? first_err : err;
+			if (!grown) {
+				pthread_mutex_unlock(&r->lock);
+				hosted_free(h);
+				first_err = first_err ? first_err : -ENOMEM;
 				continue;
 			}
-			r->hosted[r->hosted_count++] = h;
-			log_info("hosting group %" PRIu64 "/%" PRIu64 " (%zu members)",
-				 h->table_id, h->partition_id, h->member_count);
+			r->hosted = grown;
+			r->hosted_capacity = cap;
 		}
+		r->hosted[r->hosted_count++] = h;
 		h->seen = true;
 		hosted_set_members_locked(r, h, as);
+		pthread_mutex_unlock(&r->lock);
+		log_info("hosting group %" PRIu64 "/%" PRIu64 " (%zu members%s)", h->table_id,
+			 h->partition_id, h->member_count, h->sg.joining ? ", joining" : "");
 	}
+	free(opening);
+
+	pthread_mutex_lock(&r->lock);
 	for (size_t i = r->hosted_count; i-- > 0;) {
 		struct hosted *h = r->hosted[i];
 		uint64_t table_id = h->table_id, partition_id = h->partition_id;
@@ -1443,6 +1499,30 @@ int replicas_propose_partition(struct replicas *r, uint64_t table_id, uint64_t p
 			       command_bytes, timeout_ms, outcome);
 }
 
+int replicas_change_members(struct replicas *r, uint64_t table_id, uint64_t partition_id,
+			    const uint32_t *wanted, size_t wanted_count, int64_t timeout_ms,
+			    struct replicas_outcome *outcome, uint32_t *members,
+			    size_t *member_count)
+{
+	int status;
+
+	*member_count = 0;
+	if (wanted_count == 0 || wanted_count > PAXOS_MEMBERS_MAX) {
+		memset(outcome, 0, sizeof(*outcome));
+		snprintf(outcome->why, sizeof(outcome->why), "%zu members wanted", wanted_count);
+		return -EINVAL;
+	}
+	status = replicas_submit(r, table_id, true, partition_id, INBOX_MEMBERS,
+				 (const uint8_t *)wanted, wanted_count * sizeof(wanted[0]),
+				 timeout_ms, outcome);
+	if (outcome->result_bytes % sizeof(members[0]) == 0 &&
+	    outcome->result_bytes <= PAXOS_MEMBERS_MAX * sizeof(members[0])) {
+		memcpy(members, outcome->result, outcome->result_bytes);
+		*member_count = outcome->result_bytes / sizeof(members[0]);
+	}
+	return status;
+}
+
 int replicas_route(struct replicas *r, uint64_t table_id, bool by_partition, uint64_t value,
 		   struct arena *arena, Quorum__PartitionAssignment **out)
 {
@@ -1510,7 +1590,16 @@ static uint32_t hand_off_target(struct hosted *h)
 		struct peer *peer = h->members[i].peer;
 		int64_t ok_ms;
 
-		if (h->members[i].id == h->self_id || !peer)
+		bool member = false, joining = false;
+
+		/* The address book may hold a move's old or new replica: only a member of the
+		 * configuration in force that has its state can take over. */
+		for (size_t j = 0; h->has_status && j < h->status.paxos.member_count; j++)
+			if (h->status.paxos.members[j] == h->members[i].id) {
+				member = true;
+				joining = h->status.paxos.member_joining[j];
+			}
+		if (h->members[i].id == h->self_id || !peer || !member || joining)
 			continue;
 		pthread_mutex_lock(&peer->lock);
 		ok_ms = peer->last_ok_ms;

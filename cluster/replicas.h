@@ -80,7 +80,7 @@ void replicas_free(struct replicas *replicas);
  * assignments does not). A hosted group in neither list is kept as it is, with a warning:
  * only meta's explicit word removes data. Assignments that make no sense (self missing, ids
  * over 32 bits, too many replicas) are logged and skipped. Returns 0 or the first error (the
- * others are still tried). */
+ * others are still tried). Called from one thread (the node's heartbeat). */
 int replicas_assign(struct replicas *replicas, uint64_t self_id,
 		    Quorum__PartitionAssignment *const *assignments, size_t count,
 		    Quorum__GroupRef *const *retired, size_t retired_count);
@@ -113,6 +113,15 @@ int replicas_propose_partition(struct replicas *replicas, uint64_t table_id,
 			       uint64_t partition_id, const uint8_t *command,
 			       size_t command_bytes, int64_t timeout_ms,
 			       struct replicas_outcome *outcome);
+
+/* One step of a replica move of partition_id's group towards wanted (see
+ * group_change_members): 0 when the members in force are the wanted ones, -EINPROGRESS
+ * while a step is under way, else errors as replicas_propose. members gets the members in
+ * force (PAXOS_MEMBERS_MAX room) when the group answered. */
+int replicas_change_members(struct replicas *replicas, uint64_t table_id,
+			    uint64_t partition_id, const uint32_t *wanted, size_t wanted_count,
+			    int64_t timeout_ms, struct replicas_outcome *outcome,
+			    uint32_t *members, size_t *member_count);
 
 /* The route of the hosted group of table_id holding hash (or, by_partition, of the
  * partition value), as replicated: its id, range, epoch and members with their addresses,

@@ -1109,8 +1109,8 @@ static int group_snapshot_install(void *ctx, uint64_t through_slot, const uint8_
 }
 
 /* A group with no state here yet whose partition has an epoch past its first (it split,
- * or was split off) has a history this replica missed: it must start from a snapshot. A
- * child made from a parent's snapshot says so in its record. */
+ * or was split off), or that joins by a move, has a history this replica missed: it must
+ * start from a snapshot. A child made from a parent's snapshot says so in its record. */
 static bool group_needs_snapshot(void *ctx)
 {
 	struct store_group *group = ctx;
@@ -1125,7 +1125,7 @@ static bool group_needs_snapshot(void *ctx)
 	if (store_group_state_read(group->store, group->table_id, group->partition_id, arena,
 				   &state) == 0)
 		needs = state ? state->has_needs_snapshot && state->needs_snapshot :
-				route.epoch > 1;
+				(route.epoch > 1 || group->joining);
 	arena_free(arena);
 	return needs;
 }

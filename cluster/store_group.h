@@ -73,6 +73,9 @@ struct store_group {
 	uint64_t partition_id;
 	pthread_mutex_t lock;		/* guards route: the group's thread changes it */
 	struct store_group_route route;
+	/* A move's new member (PartitionAssignment.joining): until its state arrives by
+	 * snapshot it must not take part, whatever its epoch says. */
+	bool joining;
 };
 
 /* Sets up the group of (table_id, partition_id) with the range and epoch meta assigned;

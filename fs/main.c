@@ -40,8 +40,6 @@
 #define MAIN_THREADS_MAX 1024
 #define MAIN_META_URLS_MAX 16
 #define MAIN_OPTION_LISTS_MAX 64
-/* One ping to a candidate metadata service gets this long. */
-#define MAIN_PING_MS 2000
 #define MAIN_EXIT_USAGE 2
 
 /* The mounted status byte the daemon sends its waiting parent. */
@@ -88,8 +86,9 @@ static void main_usage(FILE *out)
 "                    The addresses and pids are written to DATADIR/cluster.json.\n"
 "                    A child that dies while mounted is started again.\n"
 "  -o meta=URL[,URL...]\n"
-"                    mount a cluster that runs elsewhere; several metadata URLs\n"
-"                    may be given, the first that answers at start-up is used\n"
+"                    mount a cluster that runs elsewhere; with replicated\n"
+"                    metadata services, give each URL (in their --peers order):\n"
+"                    requests go to the one that leads, and fail over\n"
 "\n"
 "Options:\n"
 "  -f                stay in the foreground (log on stderr)\n"
@@ -345,62 +344,23 @@ static char *main_absolute_path(const char *path)
 
 /* ------------------------------------------------------------ meta discovery */
 
-static bool main_meta_answers(struct net_pool *pool, const char *url, int64_t deadline_ms)
+/* Every metadata URL given, as one comma-separated list for the router, which fails over
+ * between replicated metas (cluster/meta_client.h); malloc'd, NULL when out of memory. */
+static char *main_join_meta_urls(const struct main_options *options)
 {
-	Quorum__Request request = QUORUM__REQUEST__INIT;
-	Quorum__PingRequest ping = QUORUM__PING_REQUEST__INIT;
-	Quorum__Response *response = NULL;
-	struct net_client *client = net_pool_get(pool, url);
-	int64_t ping_deadline_ms = clock_monotonic_ms() + MAIN_PING_MS;
-	struct rpc_error error = { 0 };
+	size_t size_bytes = 1, used = 0;
+	char *list;
 
-	if (!client)
-		return false;
-	if (ping_deadline_ms > deadline_ms)
-		ping_deadline_ms = deadline_ms;
-	request.op_case = QUORUM__REQUEST__OP_PING;
-	request.ping = &ping;
-	if (rpc_call(client, &request, ping_deadline_ms, &response, &error) < 0) {
-		log_info("%s", error.why);
-		return false;
-	}
-	quorum__response__free_unpacked(response, NULL);
-	return true;
-}
-
-/* The first meta URL that answers a ping, trying them in order until the
- * timeout; NULL when none did. */
-static const char *main_choose_meta(const struct main_options *options)
-{
-	int64_t deadline_ms = clock_monotonic_ms() + options->timeout_ms;
-	struct net_pool *pool = net_pool_new();
-	const char *chosen = NULL;
-
-	if (!pool)
-		return NULL;
-	if (options->meta_url_count == 1) {
-		/* One candidate: router_new waits for it the whole timeout. */
-		net_pool_free(pool);
-		return options->meta_urls[0];
-	}
-	while (!chosen && clock_remaining_ms(deadline_ms) > 0) {
-		for (size_t i = 0; i < options->meta_url_count && !chosen; i++) {
-			if (main_meta_answers(pool, options->meta_urls[i], deadline_ms))
-				chosen = options->meta_urls[i];
-		}
-		if (!chosen)
-			clock_sleep_ms(200);
-	}
-	net_pool_free(pool);
-	return chosen;
-}
-
-static void main_print_meta_failure(const struct main_options *options)
-{
-	fprintf(stderr, "quorumfs: no metadata service answered at ");
 	for (size_t i = 0; i < options->meta_url_count; i++)
-		fprintf(stderr, "%s%s", i ? ", " : "", options->meta_urls[i]);
-	fprintf(stderr, ": is the cluster running?\n");
+		size_bytes += strlen(options->meta_urls[i]) + 1;
+	list = malloc(size_bytes);
+	if (!list)
+		return NULL;
+	list[0] = '\0';
+	for (size_t i = 0; i < options->meta_url_count; i++)
+		used += (size_t)snprintf(list + used, size_bytes - used, "%s%s", i ? "," : "",
+					 options->meta_urls[i]);
+	return list;
 }
 
 /* ------------------------------------------------------------------ daemon */
@@ -492,7 +452,7 @@ static int main_run(const struct main_options *options, const char *mountpoint, 
 		.max_threads = options->threads,
 	};
 	char why[LOCAL_WHY_BYTES];
-	char *log_path = NULL;
+	char *log_path = NULL, *meta_urls = NULL;
 	int exit_status = 1;
 	int err;
 
@@ -516,11 +476,12 @@ static int main_run(const struct main_options *options, const char *mountpoint, 
 			goto out;
 		}
 	} else {
-		router_options.meta_url = main_choose_meta(options);
-		if (!router_options.meta_url) {
-			main_print_meta_failure(options);
+		meta_urls = main_join_meta_urls(options);
+		if (!meta_urls) {
+			fprintf(stderr, "quorumfs: out of memory\n");
 			goto out;
 		}
+		router_options.meta_url = meta_urls;
 	}
 
 	if (status_fd >= 0) {
@@ -579,6 +540,7 @@ out:
 		unlink(daemon.pid_path);
 	free(daemon.pid_path);
 	free(log_path);
+	free(meta_urls);
 	if (daemon.log_fd >= 0)
 		close(daemon.log_fd);
 	if (daemon.status_fd >= 0)

@@ -24,6 +24,7 @@
 #include "cluster/clock.h"
 #include "cluster/keys.h"
 #include "cluster/log.h"
+#include "cluster/meta_client.h"
 #include "cluster/net.h"
 #include "cluster/rpc.h"
 #include "quorum.pb-c.h"
@@ -86,10 +87,14 @@ struct router {
 	struct route_refresh *refresh;     /* constant-work refreshes of cached tables */
 	bool eventual;             /* consistency=eventual */
 	struct net_pool *pool;
-	struct net_client *meta;   /* owned by pool */
+	struct meta_client *meta;  /* one meta, or the replicated metas */
 	struct request_ids *ids;   /* of item writes, for at-most-once apply */
 	pthread_mutex_t lock;      /* guards routes and replicated */
 	struct route *routes;
+	/* Bumped by every drop: a description asked for before a drop (a
+	 * background refresh racing a chmod of the table) may predate the
+	 * change and must not be cached after it. */
+	uint64_t cache_generation;
 	/* The nodes run replication groups: any replica of a partition can
 	 * take a request (and redirect it). Until then only the first one
 	 * holds data, and asking another would give wrong answers. */
@@ -164,11 +169,12 @@ static bool router_op_backoff(struct router_op *op)
 	return true;
 }
 
-/* One attempt of request at client. *transport tells whether the failure
- * (if any) was on the way rather than the peer's answer. */
-static int router_op_attempt(struct router_op *op, struct net_client *client,
-			     Quorum__Request *request, Quorum__Response **response,
-			     bool *transport)
+/* One attempt of request at the metadata service (meta_client.h fails over between
+ * replicated metas within it). *transport tells whether the failure (if any) was on the
+ * way rather than meta's answer. */
+static int router_meta_attempt(struct router_op *op, struct router *router,
+			       Quorum__Request *request, Quorum__Response **response,
+			       bool *transport)
 {
 	int64_t deadline_ms = clock_monotonic_ms() + ROUTER_ATTEMPT_MS;
 	struct rpc_error error = { 0 };
@@ -177,8 +183,7 @@ static int router_op_attempt(struct router_op *op, struct net_client *client,
 	if (deadline_ms > op->deadline_ms)
 		deadline_ms = op->deadline_ms;
 	op->attempts++;
-	err = rpc_call(client, request, deadline_ms, response, &error);
-	/* A node that found a damaged item answers -EIO itself: not retried. */
+	err = meta_client_call(router->meta, request, deadline_ms, response, &error);
 	*transport = err < 0 && error.transport;
 	if (*transport)
 		snprintf(op->why, sizeof(op->why), "%s", error.why);
@@ -191,7 +196,7 @@ static int router_call_meta(struct router *router, struct router_op *op,
 {
 	for (;;) {
 		bool transport;
-		int err = router_op_attempt(op, router->meta, request, response, &transport);
+		int err = router_meta_attempt(op, router, request, response, &transport);
 
 		if (!transport)
 			return err;
@@ -314,27 +319,32 @@ static int route_build(const Quorum__TableResponse *response, struct route **out
 	qsort(sorted, count, sizeof(*sorted), route_compare_partitions);
 	for (size_t i = 0; i < count; i++) {
 		struct route_partition *part = &route->parts[i];
-		size_t replicas = sorted[i]->n_replicas;
+		const Quorum__PartitionInfo *p = sorted[i];
 
-		route->hash_first[i] = sorted[i]->hash_first;
-		route->hash_last[i] = sorted[i]->hash_last;
-		part->id = sorted[i]->id;
-		part->epoch = sorted[i]->epoch;
-		/* More replicas than three are not placed today; the first
-		 * ROUTER_REPLICAS_MAX are enough to find the leader. */
-		if (replicas > ROUTER_REPLICAS_MAX)
-			replicas = ROUTER_REPLICAS_MAX;
-		part->replica_count = replicas;
-		for (size_t r = 0; r < replicas; r++) {
-			const char *address = route_node_address(response,
-								 sorted[i]->replicas[r]);
+		route->hash_first[i] = p->hash_first;
+		route->hash_last[i] = p->hash_last;
+		part->id = p->id;
+		part->epoch = p->epoch;
+		/* The replicas, then a move's new ones (one may lead before meta records
+		 * the move done); ROUTER_REPLICAS_MAX are enough to find the leader. */
+		for (size_t r = 0; r < p->n_replicas + p->n_target_replicas &&
+				   part->replica_count < ROUTER_REPLICAS_MAX; r++) {
+			uint64_t id = r < p->n_replicas ? p->replicas[r] :
+				      p->target_replicas[r - p->n_replicas];
+			const char *address = route_node_address(response, id);
+			bool listed = false;
 
-			part->node_id[r] = sorted[i]->replicas[r];
+			for (size_t k = 0; k < part->replica_count; k++)
+				listed = listed || part->node_id[k] == id;
+			if (listed)
+				continue;
+			part->node_id[part->replica_count] = id;
 			if (address && strlen(address) < ROUTER_ADDRESS_MAX_BYTES) {
-				part->address[r] = strdup(address);
-				if (!part->address[r])
+				part->address[part->replica_count] = strdup(address);
+				if (!part->address[part->replica_count])
 					goto failed;
 			}
+			part->replica_count++;
 		}
 		/* Overlapping ranges would make lookups ambiguous. */
 		if (i > 0 && route->hash_first[i] <= route->hash_last[i - 1]) {
@@ -388,12 +398,19 @@ static void route_inherit(struct route *route, const struct route *old)
 	}
 }
 
-/* Replaces the cached route of route->name; takes ownership of route. */
-static void router_cache_put(struct router *router, struct route *route)
+/* Replaces the cached route of route->name; takes ownership of route.
+ * With a generation, only when no drop happened since it was read. */
+static void router_cache_put(struct router *router, struct route *route,
+			     const uint64_t *generation)
 {
 	struct route *old = NULL;
 
 	pthread_mutex_lock(&router->lock);
+	if (generation && *generation != router->cache_generation) {
+		pthread_mutex_unlock(&router->lock);
+		route_free(route);
+		return;
+	}
 	for (struct route **link = &router->routes; *link; link = &(*link)->next) {
 		if (strcmp((*link)->name, route->name) == 0) {
 			old = *link;
@@ -415,6 +432,7 @@ static void router_cache_drop(struct router *router, const char *name, uint64_t 
 	struct route *old = NULL;
 
 	pthread_mutex_lock(&router->lock);
+	router->cache_generation++;
 	for (struct route **link = &router->routes; *link; link = &(*link)->next) {
 		if (strcmp((*link)->name, name) == 0 &&
 		    (table_id == 0 || (*link)->table_id == table_id)) {
@@ -636,19 +654,24 @@ static void router_cache_remember(struct router *router, const struct router_tab
 	pthread_mutex_unlock(&router->lock);
 }
 
-/* One DescribeTable attempt; caches the route on success. */
+/* One DescribeTable attempt; caches the route on success (when guarded,
+ * only if no route was dropped meanwhile). */
 static int router_describe_attempt(struct router *router, struct router_op *op, const char *name,
-				   Quorum__Response **response, bool *transport)
+				   bool guard, Quorum__Response **response, bool *transport)
 {
 	Quorum__Request request = QUORUM__REQUEST__INIT;
 	Quorum__TableRequest describe = QUORUM__TABLE_REQUEST__INIT;
 	struct route *route;
+	uint64_t generation;
 	int err;
 
 	router_set_name(&describe.name, name);
 	request.op_case = QUORUM__REQUEST__OP_DESCRIBE_TABLE;
 	request.describe_table = &describe;
-	err = router_op_attempt(op, router->meta, &request, response, transport);
+	pthread_mutex_lock(&router->lock);
+	generation = router->cache_generation;
+	pthread_mutex_unlock(&router->lock);
+	err = router_meta_attempt(op, router, &request, response, transport);
 	if (err < 0)
 		return err;
 	err = route_build((*response)->table, &route);
@@ -661,7 +684,7 @@ static int router_describe_attempt(struct router *router, struct router_op *op, 
 	/* Group reports exist only where the nodes run replication. */
 	if ((*response)->table->n_replicas > 0)
 		router_set_replicated(router);
-	router_cache_put(router, route);
+	router_cache_put(router, route, guard ? &generation : NULL);
 	return 0;
 }
 
@@ -680,7 +703,9 @@ static int router_route(struct router *router, struct router_op *op,
 	*retry = false;
 	if (router_cache_find(router, table, hash, out))
 		return 0;
-	err = router_describe_attempt(router, op, table->name, &response, retry);
+	/* Unguarded: this route is needed now, and the drops of a failover
+	 * (of any table) must not keep it out of the cache. */
+	err = router_describe_attempt(router, op, table->name, false, &response, retry);
 	if (err < 0)
 		return err;
 	table_id = response->table->table->id;
@@ -929,7 +954,7 @@ static void router_refresh_table(void *ctx, const char *name)
 	int err;
 
 	router_op_begin(&op, router, "refresh table", name, NULL);
-	err = router_describe_attempt(router, &op, name, &response, &transport);
+	err = router_describe_attempt(router, &op, name, true, &response, &transport);
 	if (response)
 		quorum__response__free_unpacked(response, NULL);
 	if (err == -ENOENT)
@@ -963,11 +988,9 @@ int router_new(const struct router_options *options, struct router **out)
 		err = -ENOMEM;
 		goto failed;
 	}
-	router->meta = net_pool_get(router->pool, options->meta_url);
-	if (!router->meta) {
-		err = -ENOMEM;
+	err = meta_client_new(options->meta_url, &router->meta);
+	if (err < 0)
 		goto failed;
-	}
 	err = request_ids_new(&router->ids);
 	if (err < 0)
 		goto failed;
@@ -1022,6 +1045,7 @@ void router_free(struct router *router)
 		router->routes = next;
 	}
 	net_pool_free(router->pool);
+	meta_client_free(router->meta);
 	request_ids_free(router->ids);
 	pthread_mutex_destroy(&router->lock);
 	free(router);
@@ -1111,7 +1135,7 @@ int router_get_table(struct router *router, const char *name, struct router_tabl
 	for (;;) {
 		bool transport;
 
-		err = router_describe_attempt(router, &op, name, &response, &transport);
+		err = router_describe_attempt(router, &op, name, true, &response, &transport);
 		if (!transport)
 			break;
 		if (!router_op_backoff(&op))
@@ -1149,7 +1173,7 @@ int router_create_table(struct router *router, const char *name, uint32_t mode, 
 		return err;
 	err = router_table_from_info(out, response->table->table);
 	if (err == 0 && route_build(response->table, &route) == 0)
-		router_cache_put(router, route);
+		router_cache_put(router, route, NULL);
 	quorum__response__free_unpacked(response, NULL);
 	return err;
 }
@@ -1179,7 +1203,7 @@ int router_delete_table(struct router *router, const char *name)
 	for (;;) {
 		bool transport;
 
-		err = router_op_attempt(&op, router->meta, &request, &response, &transport);
+		err = router_meta_attempt(&op, router, &request, &response, &transport);
 		if (!transport)
 			break;
 		op.maybe_applied = true;

@@ -42,7 +42,9 @@ enum router_consistency {
 };
 
 struct router_options {
-	const char *meta_url;      /* tcp://HOST:PORT of quorum-meta */
+	/* tcp://HOST:PORT of quorum-meta, or a comma-separated list of the
+	 * replicated metas (cluster/meta_client.h fails over between them). */
+	const char *meta_url;
 	int64_t timeout_ms;        /* deadline of one operation */
 	enum router_consistency consistency;
 };

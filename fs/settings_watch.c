@@ -22,7 +22,7 @@
 #define SETTINGS_WATCH_CALL_MS 1000
 
 struct settings_watch {
-	struct net_client *meta;
+	struct meta_client *meta;
 	int64_t refresh_ms;
 	_Atomic uint64_t item_max_bytes;
 	pthread_t thread;
@@ -43,7 +43,8 @@ static void settings_watch_refresh(struct settings_watch *watch)
 	request.op_case = QUORUM__REQUEST__OP_CLUSTER_INFO;
 	request.cluster_info = &info;
 	/* No answer: keep what we know, and ask again next time. */
-	if (rpc_call(watch->meta, &request, clock_monotonic_ms() + call_ms, &response, NULL) < 0)
+	if (meta_client_call(watch->meta, &request, clock_monotonic_ms() + call_ms, &response,
+			     NULL) < 0)
 		return;
 	item_max_bytes = response->cluster_info->item_max_bytes;
 	quorum__response__free_unpacked(response, NULL);
@@ -83,7 +84,7 @@ static void *settings_watch_main(void *arg)
 	return NULL;
 }
 
-int settings_watch_start(struct net_client *meta, uint64_t item_max_bytes, int64_t refresh_ms,
+int settings_watch_start(struct meta_client *meta, uint64_t item_max_bytes, int64_t refresh_ms,
 			 struct settings_watch **out)
 {
 	struct settings_watch *watch;

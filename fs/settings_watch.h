@@ -11,7 +11,7 @@
 #ifndef QUORUM_FS_SETTINGS_WATCH_H
 #define QUORUM_FS_SETTINGS_WATCH_H
 
-#include "cluster/net.h"
+#include "cluster/meta_client.h"
 
 #include <stdint.h>
 
@@ -21,7 +21,7 @@ struct settings_watch;
 
 /* Starts watching meta (which must outlive the watch), from
  * item_max_bytes as known now. -ENOMEM, -EAGAIN (no thread). */
-int settings_watch_start(struct net_client *meta, uint64_t item_max_bytes, int64_t refresh_ms,
+int settings_watch_start(struct meta_client *meta, uint64_t item_max_bytes, int64_t refresh_ms,
 			 struct settings_watch **out);
 /* Stops the thread (at once, even in the middle of a call) and frees. */
 void settings_watch_stop(struct settings_watch *watch);

@@ -5,10 +5,10 @@
 #include "cluster/clock.h"
 #include "cluster/log.h"
 #include "cluster/paxos.h"
+#include "cluster/periodic.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +36,7 @@ struct autosplit {
 	struct catalog *catalog;
 	struct settings *settings;
 	struct splitter *splitter;
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	bool stop;
+	struct periodic *periodic;
 	struct watched *watched;
 	size_t watched_count, watched_cap;
 };
@@ -206,7 +203,9 @@ static void autosplit_table(struct autosplit *a, const Quorum__TableResponse *t,
 			w->hot_since_ms = 0;
 		else if (w->hot_since_ms == 0)
 			w->hot_since_ms = now_ms;
-		if (now_ms < w->quiet_until_ms || p->hash_first == p->hash_last)
+		/* A moving partition splits once its move is done: its group's members change. */
+		if (now_ms < w->quiet_until_ms || p->hash_first == p->hash_last ||
+		    p->n_target_replicas)
 			continue;
 		if (size_bytes > split_bytes) {
 			w->quiet_until_ms = now_ms + AUTOSPLIT_PAUSE_MS;
@@ -242,33 +241,20 @@ static void autosplit_round(struct autosplit *a)
 	arena_free(arena);
 }
 
-static void *autosplit_main(void *arg)
+static void autosplit_tick(void *ctx)
 {
-	struct autosplit *a = arg;
+	struct autosplit *a = ctx;
 
-	pthread_mutex_lock(&a->lock);
-	while (!a->stop) {
-		struct timespec until;
-		int64_t deadline_ms = clock_monotonic_ms() + AUTOSPLIT_PERIOD_MS;
-
-		until.tv_sec = deadline_ms / 1000;
-		until.tv_nsec = (deadline_ms % 1000) * 1000000L;
-		pthread_cond_timedwait(&a->wake, &a->lock, &until);
-		if (a->stop)
-			break;
-		pthread_mutex_unlock(&a->lock);
+	/* Replicated metas: only the leader's memory is current. */
+	if (catalog_serving(a->catalog))
 		autosplit_round(a);
-		pthread_mutex_lock(&a->lock);
-	}
-	pthread_mutex_unlock(&a->lock);
-	return NULL;
 }
 
 int autosplit_start(struct catalog *catalog, struct settings *settings,
 		    struct splitter *splitter, struct autosplit **out)
 {
 	struct autosplit *a = calloc(1, sizeof(*a));
-	pthread_condattr_t attr;
+	int err;
 
 	*out = NULL;
 	if (!a)
@@ -276,16 +262,10 @@ int autosplit_start(struct catalog *catalog, struct settings *settings,
 	a->catalog = catalog;
 	a->settings = settings;
 	a->splitter = splitter;
-	pthread_mutex_init(&a->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&a->wake, &attr);
-	pthread_condattr_destroy(&attr);
-	if (pthread_create(&a->thread, NULL, autosplit_main, a) != 0) {
-		pthread_cond_destroy(&a->wake);
-		pthread_mutex_destroy(&a->lock);
+	err = periodic_start(AUTOSPLIT_PERIOD_MS, autosplit_tick, a, &a->periodic);
+	if (err < 0) {
 		free(a);
-		return -ENOMEM;
+		return err;
 	}
 	*out = a;
 	return 0;
@@ -295,13 +275,7 @@ void autosplit_stop(struct autosplit *a)
 {
 	if (!a)
 		return;
-	pthread_mutex_lock(&a->lock);
-	a->stop = true;
-	pthread_cond_signal(&a->wake);
-	pthread_mutex_unlock(&a->lock);
-	pthread_join(a->thread, NULL);
-	pthread_cond_destroy(&a->wake);
-	pthread_mutex_destroy(&a->lock);
+	periodic_stop(a->periodic);
 	free(a->watched);
 	free(a);
 }

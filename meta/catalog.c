@@ -48,6 +48,7 @@ struct catalog_node {
 	uint64_t capacity_bytes;
 	uint64_t free_bytes;
 	uint32_t replica_count;     /* recomputed by catalog_count_replicas */
+	bool draining;              /* quorumctl node drain: its replicas move away */
 	Quorum__GroupReport *reports;   /* malloc'd, scalars only; from its last heartbeat */
 	size_t report_count;
 	int64_t reports_ms;         /* monotonic time they came */
@@ -74,6 +75,11 @@ struct catalog {
 	uint64_t next_table_id;
 	uint64_t next_node_id;
 	uint64_t next_partition_id;
+
+	/* Replicated meta: changes go through the group (catalog_set_committer). */
+	catalog_commit_fn commit;
+	bool (*serving)(void *ctx);
+	void *commit_ctx;
 };
 
 static void catalog_set_why(char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -170,6 +176,37 @@ static bool catalog_node_up(const struct catalog *catalog, const struct catalog_
 }
 
 /* Sets every node's replica_count from the replica sets of every table. */
+/* Whether node_id holds a replica of partition, or receives one by a move. */
+static bool catalog_partition_names(const Quorum__PartitionInfo *partition, uint64_t node_id)
+{
+	for (size_t r = 0; r < partition->n_replicas; r++)
+		if (partition->replicas[r] == node_id)
+			return true;
+	for (size_t r = 0; r < partition->n_target_replicas; r++)
+		if (partition->target_replicas[r] == node_id)
+			return true;
+	return false;
+}
+
+/* The i-th node of a partition's replicas and, after them, of a move's target that are
+ * not among the replicas; 0 past the end. */
+static uint64_t catalog_partition_member(const Quorum__PartitionInfo *partition, size_t i)
+{
+	if (i < partition->n_replicas)
+		return partition->replicas[i];
+	i -= partition->n_replicas;
+	for (size_t r = 0; r < partition->n_target_replicas; r++) {
+		uint64_t id = partition->target_replicas[r];
+		bool old = false;
+
+		for (size_t o = 0; o < partition->n_replicas; o++)
+			old = old || partition->replicas[o] == id;
+		if (!old && i-- == 0)
+			return id;
+	}
+	return 0;
+}
+
 static void catalog_count_replicas(struct catalog *catalog)
 {
 	for (size_t n = 0; n < catalog->node_count; n++)
@@ -180,10 +217,12 @@ static void catalog_count_replicas(struct catalog *catalog)
 		for (size_t p = 0; p < table->n_partitions; p++) {
 			const Quorum__PartitionInfo *partition = table->partitions[p];
 
-			for (size_t r = 0; r < partition->n_replicas; r++) {
+			uint64_t id;
+
+			for (size_t r = 0; (id = catalog_partition_member(partition, r)); r++) {
 				bool found;
-				size_t n = catalog_find_node(catalog, partition->replicas[r],
-							     &found);
+				size_t n = catalog_find_node(catalog, id, &found);
+
 				if (found)
 					catalog->nodes[n].replica_count++;
 			}
@@ -274,7 +313,7 @@ static void catalog_batch_put_table(leveldb_writebatch_t *batch, const ProtobufC
 }
 
 static int catalog_batch_put_node(leveldb_writebatch_t *batch, uint64_t id, const char *address,
-				  const char *az, struct arena *arena)
+				  const char *az, bool draining, struct arena *arena)
 {
 	Quorum__NodeRecord record = QUORUM__NODE_RECORD__INIT;
 	uint8_t key[CATALOG_NODE_KEY_BYTES];
@@ -285,6 +324,8 @@ static int catalog_batch_put_node(leveldb_writebatch_t *batch, uint64_t id, cons
 	record.id = id;
 	record.address = (char *)address;
 	record.az = (char *)az;
+	record.has_draining = draining;
+	record.draining = draining;
 	err = catalog_pack(&record.base, arena, &value, &value_bytes);
 	if (err < 0)
 		return err;
@@ -319,6 +360,10 @@ static int catalog_write(struct catalog *catalog, leveldb_writebatch_t *batch, c
 {
 	char *error = NULL;
 
+	/* Replicated: durable on a majority and applied to our LevelDB when it returns 0. */
+	if (catalog->commit)
+		return catalog->commit(catalog->commit_ctx, batch, why,
+				       why ? CATALOG_WHY_BYTES : 0);
 	leveldb_write(catalog->db, catalog->write_options, batch, &error);
 	if (error) {
 		log_error("catalog write failed: %s", error);
@@ -364,6 +409,8 @@ static Quorum__NodeInfo *catalog_node_info(const struct catalog *catalog,
 	}
 	info->has_replica_count = true;
 	info->replica_count = node->replica_count;
+	info->has_draining = node->draining;
+	info->draining = node->draining;
 	/* A down node's last report says nothing about who leads now. */
 	info->has_leader_count = true;
 	for (size_t i = 0; info->up && i < node->report_count; i++)
@@ -385,7 +432,7 @@ static int catalog_table_response(struct catalog *catalog, Quorum__TableInfo *ta
 	quorum__table_response__init(response);
 	response->table = table;
 	for (size_t p = 0; p < table->n_partitions; p++)
-		slots += table->partitions[p]->n_replicas;
+		slots += table->partitions[p]->n_replicas + table->partitions[p]->n_target_replicas;
 	response->nodes = arena_alloc(arena, (slots ? slots : 1) * sizeof(*response->nodes));
 	if (!response->nodes)
 		return -ENOMEM;
@@ -393,8 +440,9 @@ static int catalog_table_response(struct catalog *catalog, Quorum__TableInfo *ta
 	for (size_t p = 0; p < table->n_partitions; p++) {
 		const Quorum__PartitionInfo *partition = table->partitions[p];
 
-		for (size_t r = 0; r < partition->n_replicas; r++) {
-			uint64_t id = partition->replicas[r];
+		uint64_t id;
+
+		for (size_t r = 0; (id = catalog_partition_member(partition, r)); r++) {
 			bool listed = false, found;
 			size_t n;
 
@@ -456,7 +504,8 @@ static int catalog_build_table(struct catalog *catalog, const Quorum__CreateTabl
 
 		candidates[n].id = node->id;
 		candidates[n].az = node->az;
-		candidates[n].up = catalog_node_up(catalog, node, now_ms);
+		/* A draining node takes no new replica. */
+		candidates[n].up = catalog_node_up(catalog, node, now_ms) && !node->draining;
 		candidates[n].replica_count = node->replica_count;
 		for (size_t m = 0; m < n && new_az; m++)
 			new_az = !(candidates[m].up && strcmp(candidates[m].az, node->az) == 0);
@@ -646,19 +695,21 @@ static int catalog_replica_statuses(struct catalog *catalog, const Quorum__Table
 	size_t slots = 0;
 
 	for (size_t p = 0; p < table->n_partitions; p++)
-		slots += table->partitions[p]->n_replicas;
+		slots += table->partitions[p]->n_replicas + table->partitions[p]->n_target_replicas;
 	response->replicas = arena_alloc(arena, (slots ? slots : 1) * sizeof(*response->replicas));
 	if (!response->replicas)
 		return -ENOMEM;
 	for (size_t p = 0; p < table->n_partitions; p++) {
 		const Quorum__PartitionInfo *partition = table->partitions[p];
 
-		for (size_t r = 0; r < partition->n_replicas; r++) {
+		uint64_t id;
+
+		for (size_t r = 0; (id = catalog_partition_member(partition, r)); r++) {
 			const struct catalog_node *node;
 			Quorum__ReplicaStatus *status;
 			Quorum__GroupReport *report;
 			bool found;
-			size_t n = catalog_find_node(catalog, partition->replicas[r], &found);
+			size_t n = catalog_find_node(catalog, id, &found);
 
 			if (!found)
 				continue;
@@ -883,7 +934,8 @@ int catalog_register_node(struct catalog *catalog, uint64_t node_id, const char 
 	changed = !found || strcmp(catalog->nodes[index].address, address) != 0 ||
 		  strcmp(catalog->nodes[index].az, az) != 0;
 	if (changed) {
-		if (catalog_batch_put_node(batch, node_id, address, az, arena) < 0)
+		if (catalog_batch_put_node(batch, node_id, address, az,
+					   found && catalog->nodes[index].draining, arena) < 0)
 			goto out;
 		if (node_id >= catalog->next_node_id &&
 		    catalog_batch_put_counters(batch, catalog->next_table_id, node_id + 1,
@@ -959,7 +1011,8 @@ int catalog_heartbeat_node(struct catalog *catalog, uint64_t node_id, const char
 
 		err = -ENOMEM;
 		if (batch && arena && copy &&
-		    catalog_batch_put_node(batch, node_id, address, node->az, arena) == 0)
+		    catalog_batch_put_node(batch, node_id, address, node->az, node->draining,
+					   arena) == 0)
 			err = catalog_write(catalog, batch, why);
 		else
 			catalog_set_why(why, "out of memory");
@@ -1033,12 +1086,13 @@ int catalog_node_assignments(struct catalog *catalog, uint64_t node_id, struct a
 			const Quorum__PartitionInfo *partition = table->partitions[p];
 			Quorum__PartitionAssignment *a;
 			Quorum__PartitionInfo *info;
-			bool mine = false;
+			size_t members = 0;
+			uint64_t id;
 
-			for (size_t r = 0; r < partition->n_replicas; r++)
-				mine = mine || partition->replicas[r] == node_id;
-			if (!mine)
+			if (!catalog_partition_names(partition, node_id))
 				continue;
+			while (catalog_partition_member(partition, members))
+				members++;
 			if (n == cap) {
 				size_t new_cap = cap ? 2 * cap : 16;
 				Quorum__PartitionAssignment **grown =
@@ -1065,23 +1119,24 @@ int catalog_node_assignments(struct catalog *catalog, uint64_t node_id, struct a
 			info->hash_first = partition->hash_first;
 			info->hash_last = partition->hash_last;
 			info->epoch = partition->epoch;
-			info->n_replicas = partition->n_replicas;
-			info->replicas = arena_memdup(arena, partition->replicas,
-						      partition->n_replicas *
-						      sizeof(*partition->replicas));
+			/* During a move a group's members are the old and the new replicas, and
+			 * a replica without the group's state must wait for a snapshot. */
+			a->has_joining = partition->n_target_replicas > 0;
+			a->joining = a->has_joining;
+			info->replicas = arena_alloc(arena, members * sizeof(*info->replicas));
 			a->table_id = table->id;
 			a->partition = info;
-			a->replicas = arena_alloc(arena, partition->n_replicas *
-						  sizeof(*a->replicas));
+			a->replicas = arena_alloc(arena, members * sizeof(*a->replicas));
 			if (!info->replicas || !a->replicas) {
 				err = -ENOMEM;
 				break;
 			}
-			for (size_t r = 0; r < partition->n_replicas; r++) {
+			for (size_t r = 0; (id = catalog_partition_member(partition, r)); r++) {
 				Quorum__ReplicaAddress *ra;
 				bool found;
-				size_t index = catalog_find_node(catalog, partition->replicas[r],
-								 &found);
+				size_t index = catalog_find_node(catalog, id, &found);
+
+				info->replicas[info->n_replicas++] = id;
 
 				if (!found)
 					continue;	/* nodes are never removed; defensive */
@@ -1091,7 +1146,7 @@ int catalog_node_assignments(struct catalog *catalog, uint64_t node_id, struct a
 					break;
 				}
 				quorum__replica_address__init(ra);
-				ra->node_id = partition->replicas[r];
+				ra->node_id = id;
 				ra->address = arena_memdup(arena, catalog->nodes[index].address,
 							   strlen(catalog->nodes[index].address) + 1);
 				if (!ra->address) {
@@ -1251,6 +1306,185 @@ int catalog_reserve_partition_id(struct catalog *catalog, uint64_t *id)
 	return err;
 }
 
+/* ------------------------------------------------------------------- moves */
+
+/* Writes table t with its partition old replaced by updated, and serves it. Called with
+ * the lock held. */
+static int catalog_put_partition_locked(struct catalog *catalog, size_t t,
+					const Quorum__PartitionInfo *old,
+					Quorum__PartitionInfo *updated, struct arena *arena)
+{
+	const Quorum__TableInfo *table = catalog->tables[t];
+	Quorum__TableInfo *copy = arena_memdup(arena, table, sizeof(*table)), *kept;
+	Quorum__PartitionInfo **partitions = arena_alloc(arena, table->n_partitions *
+							 sizeof(*partitions));
+	leveldb_writebatch_t *batch;
+	uint8_t *packed;
+	size_t packed_bytes;
+	int err;
+
+	if (!copy || !partitions)
+		return -ENOMEM;
+	for (size_t p = 0; p < table->n_partitions; p++)
+		partitions[p] = table->partitions[p] == old ? updated : table->partitions[p];
+	copy->partitions = partitions;
+	if (catalog_pack(&copy->base, arena, &packed, &packed_bytes) < 0)
+		return -ENOMEM;
+	kept = catalog_copy_table(packed, packed_bytes);
+	batch = leveldb_writebatch_create();
+	if (!kept || !batch) {
+		if (kept)
+			quorum__table_info__free_unpacked(kept, NULL);
+		if (batch)
+			leveldb_writebatch_destroy(batch);
+		return -ENOMEM;
+	}
+	catalog_batch_put_table(batch, &copy->name, packed, packed_bytes);
+	err = catalog_write(catalog, batch, NULL);
+	leveldb_writebatch_destroy(batch);
+	if (err < 0) {
+		quorum__table_info__free_unpacked(kept, NULL);
+		return err;
+	}
+	quorum__table_info__free_unpacked(catalog->tables[t], NULL);
+	catalog->tables[t] = kept;
+	return 0;
+}
+
+static bool catalog_same_members(const uint64_t *a, size_t a_count, const uint64_t *b,
+				 size_t b_count)
+{
+	if (a_count != b_count)
+		return false;
+	for (size_t i = 0; i < a_count; i++) {
+		bool found = false;
+
+		for (size_t j = 0; j < b_count && !found; j++)
+			found = a[i] == b[j];
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+/* Finds a partition by table and partition id. Called with the lock held. */
+static const Quorum__PartitionInfo *catalog_find_partition(const struct catalog *catalog,
+							   uint64_t table_id,
+							   uint64_t partition_id, size_t *t_out)
+{
+	for (size_t t = 0; t < catalog->table_count; t++) {
+		const Quorum__TableInfo *table = catalog->tables[t];
+
+		if (table->id != table_id)
+			continue;
+		*t_out = t;
+		for (size_t p = 0; p < table->n_partitions; p++)
+			if (table->partitions[p]->id == partition_id)
+				return table->partitions[p];
+		return NULL;
+	}
+	return NULL;
+}
+
+/* Starts a move (target given) or finishes one (members must be the target): the partition
+ * record with its target, or with the target as its replicas. */
+static int catalog_move_step(struct catalog *catalog, uint64_t table_id, uint64_t partition_id,
+			     const uint64_t *ids, size_t count, bool finish)
+{
+	const Quorum__PartitionInfo *partition;
+	Quorum__PartitionInfo *updated;
+	struct arena *arena = arena_new();
+	size_t t = 0;
+	int err = -ENOENT;
+
+	if (!arena)
+		return -ENOMEM;
+	pthread_mutex_lock(&catalog->lock);
+	partition = catalog_find_partition(catalog, table_id, partition_id, &t);
+	if (!partition)
+		goto out;
+	err = finish ? -ESTALE : -EBUSY;
+	if (finish != catalog_same_members(partition->target_replicas,
+					   partition->n_target_replicas, ids, count) ||
+	    (finish ? !partition->n_target_replicas : partition->n_target_replicas != 0))
+		goto out;
+	err = -ENOMEM;
+	updated = arena_memdup(arena, partition, sizeof(*partition));
+	if (!updated)
+		goto out;
+	if (finish) {
+		/* The target, in its order: the first AZ of a placement stays first. */
+		updated->replicas = partition->target_replicas;
+		updated->n_replicas = partition->n_target_replicas;
+		updated->target_replicas = NULL;
+		updated->n_target_replicas = 0;
+	} else {
+		updated->target_replicas = arena_memdup(arena, ids, count * sizeof(*ids));
+		updated->n_target_replicas = count;
+		if (!updated->target_replicas)
+			goto out;
+	}
+	err = catalog_put_partition_locked(catalog, t, partition, updated, arena);
+out:
+	pthread_mutex_unlock(&catalog->lock);
+	arena_free(arena);
+	return err;
+}
+
+int catalog_begin_move(struct catalog *catalog, uint64_t table_id, uint64_t partition_id,
+		       const uint64_t *target, size_t target_count)
+{
+	if (target_count == 0)
+		return -EINVAL;
+	return catalog_move_step(catalog, table_id, partition_id, target, target_count, false);
+}
+
+int catalog_finish_move(struct catalog *catalog, uint64_t table_id, uint64_t partition_id,
+			const uint64_t *members, size_t member_count)
+{
+	return catalog_move_step(catalog, table_id, partition_id, members, member_count, true);
+}
+
+int catalog_set_draining(struct catalog *catalog, uint64_t node_id, bool draining, char *why)
+{
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	struct arena *arena = arena_new();
+	struct catalog_node *node;
+	size_t index;
+	bool found;
+	int err = -ENOMEM;
+
+	pthread_mutex_lock(&catalog->lock);
+	index = catalog_find_node(catalog, node_id, &found);
+	if (!found) {
+		catalog_set_why(why, "no node %" PRIu64, node_id);
+		err = -ENOENT;
+		goto out;
+	}
+	node = &catalog->nodes[index];
+	if (node->draining == draining) {
+		err = 0;
+		goto out;
+	}
+	if (!batch || !arena ||
+	    catalog_batch_put_node(batch, node_id, node->address, node->az, draining, arena) < 0) {
+		catalog_set_why(why, "out of memory");
+		goto out;
+	}
+	err = catalog_write(catalog, batch, why);
+	if (err == 0) {
+		node->draining = draining;
+		log_info("node %" PRIu64 " %s", node_id,
+			 draining ? "drains: its replicas move away" : "no longer drains");
+	}
+out:
+	pthread_mutex_unlock(&catalog->lock);
+	if (batch)
+		leveldb_writebatch_destroy(batch);
+	arena_free(arena);
+	return err;
+}
+
 /* Whether the group the node reports is one meta knows to be gone from it. */
 static bool catalog_group_retired(const struct catalog *catalog, uint64_t node_id,
 				  const Quorum__GroupReport *report)
@@ -1263,11 +1497,9 @@ static bool catalog_group_retired(const struct catalog *catalog, uint64_t node_i
 		for (size_t p = 0; p < table->n_partitions; p++) {
 			const Quorum__PartitionInfo *partition = table->partitions[p];
 
-			if (partition->id != report->partition_id)
-				continue;
-			for (size_t r = 0; r < partition->n_replicas; r++)
-				if (partition->replicas[r] == node_id)
-					return false;
+			if (partition->id == report->partition_id &&
+			    catalog_partition_names(partition, node_id))
+				return false;
 		}
 		return true;	/* the table lives on, without this replica */
 	}
@@ -1418,6 +1650,7 @@ static int catalog_load_node(struct catalog *catalog, const char *key, size_t ke
 	node.id = record->id;
 	node.address = strdup(record->address);
 	node.az = strdup(record->az);
+	node.draining = record->has_draining && record->draining;
 	if (!node.address || !node.az || catalog_reserve(catalog) < 0) {
 		free(node.address);
 		free(node.az);
@@ -1475,6 +1708,9 @@ static int catalog_load(struct catalog *catalog)
 		else if (key_bytes > SETTINGS_RECORD_PREFIX_BYTES &&
 			 memcmp(key, SETTINGS_RECORD_PREFIX, SETTINGS_RECORD_PREFIX_BYTES) == 0)
 			continue;	/* settings.c loads its own records */
+		else if (key_bytes == strlen(CATALOG_GROUP_STATE_KEY) &&
+			 memcmp(key, CATALOG_GROUP_STATE_KEY, key_bytes) == 0)
+			continue;	/* the replication group's (meta/catalog_sm.h) */
 		else {
 			/* A record of a newer version: keep it, do not guess. */
 			catalog_printable(key, key_bytes, printable, sizeof(printable));
@@ -1570,10 +1806,9 @@ fail:
 	return err;
 }
 
-void catalog_close(struct catalog *catalog)
+/* Frees the tables and nodes in memory. */
+static void catalog_free_records(struct catalog *catalog)
 {
-	if (!catalog)
-		return;
 	for (size_t t = 0; t < catalog->table_count; t++)
 		quorum__table_info__free_unpacked(catalog->tables[t], NULL);
 	free(catalog->tables);
@@ -1583,6 +1818,13 @@ void catalog_close(struct catalog *catalog)
 		reports_free(catalog->nodes[n].reports, catalog->nodes[n].report_count);
 	}
 	free(catalog->nodes);
+}
+
+void catalog_close(struct catalog *catalog)
+{
+	if (!catalog)
+		return;
+	catalog_free_records(catalog);
 	if (catalog->db)
 		leveldb_close(catalog->db);
 	if (catalog->options)
@@ -1605,4 +1847,83 @@ void catalog_set_heartbeat_timeout_ms(struct catalog *catalog, int64_t heartbeat
 struct leveldb_t *catalog_leveldb(struct catalog *catalog)
 {
 	return catalog->db;
+}
+
+void catalog_set_committer(struct catalog *catalog, catalog_commit_fn commit,
+			   bool (*serving)(void *ctx), void *ctx)
+{
+	pthread_mutex_lock(&catalog->lock);
+	catalog->commit = commit;
+	catalog->serving = serving;
+	catalog->commit_ctx = ctx;
+	pthread_mutex_unlock(&catalog->lock);
+}
+
+bool catalog_serving(struct catalog *catalog)
+{
+	/* Without the lock, which a commit may hold for a while: the committer is set
+	 * before other threads use the catalog and never changes. */
+	return !catalog->serving || catalog->serving(catalog->commit_ctx);
+}
+
+int catalog_reload(struct catalog *catalog, int64_t now_ms)
+{
+	struct catalog *fresh = calloc(1, sizeof(*fresh));
+	int err;
+
+	if (!fresh)
+		return -ENOMEM;
+	/* Loaded aside without the lock (LevelDB reads are consistent), swapped in under it. */
+	fresh->db = catalog->db;
+	fresh->read_options = catalog->read_options;
+	fresh->next_table_id = 1;
+	fresh->next_node_id = 1;
+	fresh->next_partition_id = 1;
+	err = catalog_load(fresh);
+	if (err < 0) {
+		catalog_free_records(fresh);
+		free(fresh);
+		return err;
+	}
+	pthread_mutex_lock(&catalog->lock);
+	/* What nodes told this instance (health, space, reports) stays with their ids. */
+	for (size_t n = 0; n < fresh->node_count; n++) {
+		struct catalog_node *node = &fresh->nodes[n];
+		bool found;
+		size_t old = catalog_find_node(catalog, node->id, &found);
+
+		/* The leader before us heard it, most likely: up until it misses. */
+		node->heard = true;
+		node->heartbeat_ms = now_ms;
+		if (!found)
+			continue;
+		node->capacity_bytes = catalog->nodes[old].capacity_bytes;
+		node->free_bytes = catalog->nodes[old].free_bytes;
+		node->reports = catalog->nodes[old].reports;
+		node->report_count = catalog->nodes[old].report_count;
+		node->reports_ms = catalog->nodes[old].reports_ms;
+		catalog->nodes[old].reports = NULL;
+		catalog->nodes[old].report_count = 0;
+	}
+#define CATALOG_SWAP(field) do { \
+		__typeof__(catalog->field) swapped = catalog->field; \
+		catalog->field = fresh->field; \
+		fresh->field = swapped; \
+	} while (0)
+	CATALOG_SWAP(tables);
+	CATALOG_SWAP(table_count);
+	CATALOG_SWAP(table_capacity);
+	CATALOG_SWAP(nodes);
+	CATALOG_SWAP(node_count);
+	CATALOG_SWAP(node_capacity);
+	CATALOG_SWAP(next_table_id);
+	CATALOG_SWAP(next_node_id);
+	CATALOG_SWAP(next_partition_id);
+#undef CATALOG_SWAP
+	log_info("catalog reloaded: %zu tables, %zu nodes", catalog->table_count,
+		 catalog->node_count);
+	pthread_mutex_unlock(&catalog->lock);
+	catalog_free_records(fresh);
+	free(fresh);
+	return 0;
 }

@@ -6,6 +6,7 @@
  *     "n/" + node id (8, BE)  -> NodeRecord
  *     "c"                     -> Counters
  *     "s/" + setting key      -> SettingRecord (meta/settings.h loads them)
+ *     "g"                     -> CatalogGroupState, when replicated (meta/catalog_sm.h)
  * Table, node and partition ids come from the counters and are never
  * reused, even across restarts.
  *
@@ -28,6 +29,8 @@
 #include <stdint.h>
 
 #define CATALOG_WHY_BYTES 256
+/* The record of the replication group's state (meta/catalog_sm.h); never a catalog record. */
+#define CATALOG_GROUP_STATE_KEY "g"
 #define CATALOG_PARTITIONS_MAX 256
 
 struct catalog;
@@ -122,6 +125,21 @@ int catalog_retired_groups(struct catalog *catalog, uint64_t node_id,
 			   Quorum__GroupRef ***out, size_t *out_count);
 
 /* Every node by id, with health, space and the replicas it holds. */
+/* Replica moves (meta/mover.h). catalog_begin_move records the replica set partition_id
+ * moves to (PartitionInfo.target_replicas); nodes are then assigned the old and the new
+ * replicas, the new ones joining. Returns 0, -ENOENT, -EBUSY (a move is under way),
+ * -ENOMEM, -EIO. catalog_finish_move makes members, which must be the target, the
+ * replicas: the old replicas not among them are retired at their next heartbeat. Returns
+ * 0, -ENOENT, -ESTALE (members are not the target), -ENOMEM, -EIO. */
+int catalog_begin_move(struct catalog *catalog, uint64_t table_id, uint64_t partition_id,
+		       const uint64_t *target, size_t target_count);
+int catalog_finish_move(struct catalog *catalog, uint64_t table_id, uint64_t partition_id,
+			const uint64_t *members, size_t member_count);
+
+/* Marks a node draining (its replicas move away, it receives none) or not. Returns 0,
+ * -ENOENT (no such node, why filled), -ENOMEM, -EIO. */
+int catalog_set_draining(struct catalog *catalog, uint64_t node_id, bool draining, char *why);
+
 int catalog_list_nodes(struct catalog *catalog, int64_t now_ms, struct arena *arena,
 		       Quorum__ListNodesResponse **out);
 
@@ -137,5 +155,34 @@ void catalog_set_heartbeat_timeout_ms(struct catalog *catalog, int64_t heartbeat
  * Valid until catalog_close. */
 struct leveldb_t;
 struct leveldb_t *catalog_leveldb(struct catalog *catalog);
+
+/* ------------------------------------------------------ replicated meta */
+
+/* Makes batch durable, or fails: 0 only once it is durable and written to the catalog's
+ * LevelDB on this instance; a negative errno otherwise, with why (why_bytes, 0 when why is
+ * NULL) filled. When it fails, memory stays as it was. */
+struct leveldb_writebatch_t;
+typedef int (*catalog_commit_fn)(void *ctx, struct leveldb_writebatch_t *batch, char *why,
+				 size_t why_bytes);
+
+/* Without a committer (the default, one meta) every change is written to LevelDB with sync.
+ * With one (meta/meta_group.h: three metas), every change goes through commit instead (its
+ * -EREMOTE means this instance does not lead), and serving says whether this instance
+ * serves. Set before other threads use the catalog, once. */
+void catalog_set_committer(struct catalog *catalog, catalog_commit_fn commit,
+			   bool (*serving)(void *ctx), void *ctx);
+
+/* Whether this instance serves: always without a committer. Background work that acts on
+ * the catalog's memory (splits, moves) runs only where it is true: elsewhere memory is
+ * whatever it was when this instance last led. */
+bool catalog_serving(struct catalog *catalog);
+
+/* Reads tables, nodes and counters from LevelDB again (a meta that starts to lead: the
+ * group wrote what other leaders committed). What nodes told this instance in memory
+ * (space, reports) stays with the nodes that are still there, and every node counts as
+ * heard at now_ms: the leader before heard the nodes every second, and waiting for each to
+ * find the new leader would refuse new tables meanwhile; a node that stays silent for the
+ * heartbeat timeout is down again. -EBADMSG, -EIO, -ENOMEM: memory stays as it was. */
+int catalog_reload(struct catalog *catalog, int64_t now_ms);
 
 #endif

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "cluster/clock.h"
+#include "cluster/meta_client.h"
 #include "cluster/rpc.h"
 
 #include <errno.h>
@@ -54,7 +55,7 @@ struct ctl_options {
 struct ctl {
 	struct ctl_options options;
 	char *meta_url;             /* malloc'd */
-	struct net_client *client;
+	struct meta_client *client;	/* one meta, or the replicated metas */
 	int64_t deadline_ms;
 	char **words;
 	int word_count;
@@ -71,8 +72,9 @@ static void ctl_usage(FILE *out)
 		"Where the cluster is (one of them is required):\n"
 		"  -d, --data-dir DATADIR  the DATADIR of `quorumfs --local`; the service's\n"
 		"                          address is read from DATADIR/cluster.json\n"
-		"  -m, --meta URL          the metadata service's address, such as\n"
-		"                          tcp://127.0.0.1:7100\n"
+		"  -m, --meta URL[,URL...] the metadata service's address, such as\n"
+		"                          tcp://127.0.0.1:7100, or every replicated\n"
+		"                          meta's, in their --peers order\n"
 		"\n"
 		"Options:\n"
 		"  -j, --json              print one JSON value (pretty) instead of text\n"
@@ -111,6 +113,11 @@ static void ctl_usage(FILE *out)
 		"  node list               every storage node: id, AZ, address, up or down,\n"
 		"                          heartbeat age, replicas and leaders held, free\n"
 		"                          and capacity\n"
+		"  node drain N            move every replica off node N (to nodes in the\n"
+		"                          AZs its partitions lack), one partition at a\n"
+		"                          time; N takes no new replica. `node undrain N`\n"
+		"                          stops. Meta also moves replicas onto nodes that\n"
+		"                          hold fewer than the others (a node added)\n"
 		"  partition list          every partition (of --table T): table, id, hash\n"
 		"                          range, epoch, replicas (node/AZ), leader, size,\n"
 		"                          items, reads and writes per second over the last\n"
@@ -286,7 +293,7 @@ static int ctl_call(struct ctl *ctl, const char *what, Quorum__Request *request,
 		    Quorum__Response **response)
 {
 	struct rpc_error error = { 0 };
-	int err = rpc_call(ctl->client, request, ctl->deadline_ms, response, &error);
+	int err = meta_client_call(ctl->client, request, ctl->deadline_ms, response, &error);
 
 	if (err == -ETIMEDOUT) {
 		fprintf(stderr, "quorumctl: no answer from %s within %d s\n", ctl->meta_url,
@@ -313,9 +320,23 @@ static json_t *ctl_json_node(const Quorum__NodeInfo *node)
 	json_object_set_new(object, "heartbeat_age_ms", node->has_heartbeat_age_ms ?
 			    ctl_json_u64(node->heartbeat_age_ms) : json_null());
 	json_object_set_new(object, "replicas", ctl_json_u64(node->replica_count));
+	json_object_set_new(object, "draining", json_boolean(node->draining));
 	json_object_set_new(object, "free_bytes", ctl_json_u64(node->free_bytes));
 	json_object_set_new(object, "capacity_bytes", ctl_json_u64(node->capacity_bytes));
 	return object;
+}
+
+/* A list of node ids; null when empty. */
+static json_t *ctl_json_ids(const uint64_t *ids, size_t count)
+{
+	json_t *array;
+
+	if (count == 0)
+		return json_null();
+	array = json_array();
+	for (size_t i = 0; array && i < count; i++)
+		json_array_append_new(array, ctl_json_u64(ids[i]));
+	return array;
 }
 
 static int ctl_status_json(const Quorum__ClusterInfoResponse *info,
@@ -335,6 +356,9 @@ static int ctl_status_json(const Quorum__ClusterInfoResponse *info,
 	json_object_set_new(cluster, "free_bytes", ctl_json_u64(info->free_bytes));
 	json_object_set_new(cluster, "tables", ctl_json_u64(info->table_count));
 	json_object_set_new(cluster, "item_max_bytes", ctl_json_u64(info->item_max_bytes));
+	json_object_set_new(cluster, "meta_requests_served",
+			    ctl_json_u64(info->requests_served));
+	json_object_set_new(cluster, "meta_table_lookups", ctl_json_u64(info->table_lookups));
 	for (size_t i = 0; i < nodes->n_nodes; i++)
 		json_array_append_new(list, ctl_json_node(nodes->nodes[i]));
 	json_object_set_new(root, "cluster", cluster);
@@ -354,6 +378,8 @@ static void ctl_status_text(const Quorum__ClusterInfoResponse *info,
 	printf("cluster: %u/%u nodes up, %u table%s, %s free of %s, items up to %s\n",
 	       info->nodes_up, info->nodes_total, info->table_count,
 	       info->table_count == 1 ? "" : "s", free_text, capacity, item_max);
+	printf("meta: %" PRIu64 " requests served since it started, %" PRIu64
+	       " of them table lookups\n", info->requests_served, info->table_lookups);
 	if (nodes->n_nodes == 0) {
 		printf("no storage node has registered\n");
 		return;
@@ -604,6 +630,9 @@ static int ctl_table_json(const Quorum__TableResponse *response)
 		ctl_hex(partition->hash_last, hex);
 		json_object_set_new(object, "hash_last", json_string(hex));
 		json_object_set_new(object, "epoch", ctl_json_u64(partition->epoch));
+		json_object_set_new(object, "moving_to",
+				    ctl_json_ids(partition->target_replicas,
+						 partition->n_target_replicas));
 		ctl_partition_view(response, partition, &view);
 		json_object_set_new(object, "leader_id", view.leader_id ?
 				    ctl_json_u64(view.leader_id) : json_null());
@@ -1010,7 +1039,8 @@ static int ctl_node_list(struct ctl *ctl)
 		ctl_format_bytes(node->capacity_bytes, capacity, sizeof(capacity));
 		ctl_format_age(node, age, sizeof(age));
 		printf("%-6" PRIu64 " %-*s %-*s %-5s %-12s %8u %7u  %s / %s\n", node->id, az_width,
-		       node->az, address_width, node->address, node->up ? "up" : "down", age,
+		       node->az, address_width, node->address,
+		       !node->up ? "down" : node->draining ? "drain" : "up", age,
 		       node->replica_count, node->leader_count, free_text, capacity);
 	}
 	quorum__response__free_unpacked(response, NULL);
@@ -1019,14 +1049,50 @@ static int ctl_node_list(struct ctl *ctl)
 	return CTL_EXIT_OK;
 }
 
+/* node drain N / node undrain N: meta moves N's replicas away (or stops). */
+static int ctl_node_drain(struct ctl *ctl, bool undo)
+{
+	Quorum__Request request = QUORUM__REQUEST__INIT;
+	Quorum__DrainNodeRequest drain = QUORUM__DRAIN_NODE_REQUEST__INIT;
+	const char *what = undo ? "node undrain" : "node drain";
+	Quorum__Response *response;
+	char *end;
+	int status;
+
+	if (ctl->word_count != 3)
+		return ctl_usage_error("%s takes one node id", what);
+	errno = 0;
+	drain.node_id = strtoull(ctl->words[2], &end, 10);
+	if (errno || *end || end == ctl->words[2] || drain.node_id == 0)
+		return ctl_usage_error("%s: invalid node id '%s'", what, ctl->words[2]);
+	drain.has_undo = undo;
+	drain.undo = undo;
+	request.op_case = QUORUM__REQUEST__OP_DRAIN_NODE;
+	request.drain_node = &drain;
+	status = ctl_call(ctl, what, &request, &response);
+	if (status != CTL_EXIT_OK)
+		return status;
+	quorum__response__free_unpacked(response, NULL);
+	if (!ctl->options.json)
+		printf("node %" PRIu64 " %s\n", drain.node_id,
+		       undo ? "no longer drains" : "drains: its replicas move to other nodes; "
+		       "`quorumctl node list` shows them leave");
+	return ctl->options.json ? ctl_print_json(json_pack("{s:I,s:b}", "node_id",
+							    (json_int_t)drain.node_id,
+							    "draining", !undo)) :
+				   CTL_EXIT_OK;
+}
+
 static int ctl_node(struct ctl *ctl)
 {
 	const char *verb = ctl->word_count > 1 ? ctl->words[1] : NULL;
 
 	if (!verb)
-		return ctl_usage_error("%s needs a verb: list", "node");
+		return ctl_usage_error("%s needs a verb: list, drain or undrain", "node");
 	if (strcmp(verb, "list") == 0)
 		return ctl_node_list(ctl);
+	if (strcmp(verb, "drain") == 0 || strcmp(verb, "undrain") == 0)
+		return ctl_node_drain(ctl, verb[0] == 'u');
 	return ctl_usage_error("unknown node command '%s'", verb);
 }
 
@@ -1165,6 +1231,8 @@ static json_t *ctl_json_partition(const Quorum__TableResponse *response,
 		json_array_append_new(replicas, replica);
 	}
 	json_object_set_new(object, "replicas", replicas);
+	json_object_set_new(object, "moving_to", ctl_json_ids(partition->target_replicas,
+							       partition->n_target_replicas));
 	for (size_t h = 0; h < load.hot_count; h++) {
 		json_t *key = json_object();
 
@@ -1220,6 +1288,12 @@ static void ctl_partition_text(const Quorum__TableResponse *response,
 					 name, false),
 	       partition->id, first, last, partition->epoch, replicas, leader, size, items,
 	       load.read_ops_per_s, load.write_ops_per_s);
+	if (partition->n_target_replicas) {
+		printf("%*s moving to", name_width, "");
+		for (size_t r = 0; r < partition->n_target_replicas; r++)
+			printf("%s%" PRIu64, r ? "," : " ", partition->target_replicas[r]);
+		printf("\n");
+	}
 	for (size_t h = 0; h < load.hot_count; h++)
 		printf("%*s hot key %s%s: %" PRIu64 " accesses\n", name_width, "",
 		       ctl_name_text(load.hot[h]->key.data, load.hot[h]->key.len, name, false),
@@ -1240,7 +1314,7 @@ static int ctl_describe(struct ctl *ctl, const ProtobufCBinaryData *name,
 	table_request.name = *name;
 	request.op_case = QUORUM__REQUEST__OP_DESCRIBE_TABLE;
 	request.describe_table = &table_request;
-	err = rpc_call(ctl->client, &request, ctl->deadline_ms, response, &error);
+	err = meta_client_call(ctl->client, &request, ctl->deadline_ms, response, &error);
 	if (err == -ENOENT && !error.transport)
 		return CTL_EXIT_OK;	/* deleted since it was listed */
 	if (err < 0) {
@@ -1498,10 +1572,11 @@ int main(int argc, char **argv)
 		if (status != CTL_EXIT_OK)
 			return status;
 	}
-	err = net_client_new(ctl.meta_url, &ctl.client);
+	err = meta_client_new(ctl.meta_url, &ctl.client);
 	if (err < 0) {
 		free(ctl.meta_url);
 		return ctl_fail(ctl.options.meta_url ? ctl.options.meta_url : "connect",
+				err == -EINVAL ? "not a list of URLs such as tcp://127.0.0.1:7100" :
 				strerror(-err));
 	}
 	ctl.deadline_ms = clock_monotonic_ms() + (int64_t)ctl.options.timeout_s * 1000;
@@ -1517,7 +1592,7 @@ int main(int argc, char **argv)
 	else
 		status = ctl_table(&ctl);
 
-	net_client_free(ctl.client);
+	meta_client_free(ctl.client);
 	free(ctl.meta_url);
 	return status;
 }

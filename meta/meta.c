@@ -3,23 +3,28 @@
  * SIGTERM or SIGINT, then closes the catalog and exits 0.
  *
  * Every handler answers from the catalog and builds its response in the
- * request's arena. Item operations belong to the storage nodes: here they
- * get -EOPNOTSUPP. */
+ * request's arena. With --peers the catalog is replicated (meta_group.h) and
+ * only the leader of the metas runs the handlers. Item operations belong to
+ * the storage nodes: here they get -EOPNOTSUPP. */
 #include "config.h"
 
 #include "cluster/clock.h"
 #include "cluster/item.h"
 #include "cluster/log.h"
+#include "cluster/paxos.h"
 #include "cluster/rpc.h"
 #include "meta/catalog.h"
 #include "meta/settings.h"
 #include "meta/autosplit.h"
+#include "meta/meta_group.h"
+#include "meta/mover.h"
 #include "meta/splitter.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +37,8 @@
 #define META_DEFAULT_PARTITIONS 4
 /* quorumctl table split waits this long for the groups at most. */
 #define META_SPLIT_DEADLINE_MS 20000
+/* SIGTERM: how long the leader of replicated metas gets to hand off. */
+#define META_HAND_OFF_MS 1000
 
 struct meta_options {
 	const char *listen_url;
@@ -40,6 +47,11 @@ struct meta_options {
 	int64_t heartbeat_timeout_ms;
 	uint64_t item_max_bytes;
 	uint32_t partition_count;
+	/* --peers: the replicated metas' URLs (strings in peers_text), self among them. */
+	char peers_text[PAXOS_MEMBERS_MAX * META_GROUP_URL_BYTES];
+	const char *peer_urls[PAXOS_MEMBERS_MAX];
+	size_t peer_count;
+	uint32_t self_id;
 };
 
 /* The process's one context, passed to every handler. */
@@ -49,6 +61,13 @@ struct meta {
 	struct settings *settings;  /* in the catalog's LevelDB; closed before it */
 	struct splitter *splitter;
 	struct autosplit *autosplit;
+	struct mover *mover;
+	struct meta_group *group;   /* --peers only */
+	/* Client requests in handlers (replicated only): at most worker_count, so one rpc
+	 * worker always stays free for the peers' Paxos messages a commit waits for. */
+	atomic_int busy;
+	/* Requests served, and table lookups among them (ClusterInfoResponse). */
+	atomic_uint_fast64_t requests_served, table_lookups;
 };
 
 /* The one global: set by the signal handler, read by the main loop. */
@@ -186,10 +205,9 @@ static void meta_handle_settings(struct meta *meta, const Quorum__Request *reque
 	response->result_case = QUORUM__RESPONSE__RESULT_SETTINGS;
 }
 
-static void meta_handle(void *ctx, const Quorum__Request *request, Quorum__Response *response,
-			struct arena *arena)
+static void meta_handle_op(struct meta *meta, const Quorum__Request *request,
+			   Quorum__Response *response, struct arena *arena)
 {
-	struct meta *meta = ctx;
 	Quorum__TableResponse *table = NULL;
 	char why[CATALOG_WHY_BYTES] = "";
 	int err;
@@ -252,14 +270,31 @@ static void meta_handle(void *ctx, const Quorum__Request *request, Quorum__Respo
 		else
 			response->result_case = QUORUM__RESPONSE__RESULT_LIST_NODES;
 		break;
+	case QUORUM__REQUEST__OP_DRAIN_NODE:
+		err = catalog_set_draining(meta->catalog, request->drain_node->node_id,
+					   !(request->drain_node->has_undo &&
+					     request->drain_node->undo), why);
+		if (err == 0)
+			err = catalog_list_nodes(meta->catalog, clock_monotonic_ms(), arena,
+						 &response->list_nodes);
+		if (err < 0)
+			meta_fail(response, arena, err, why[0] ? why : strerror(-err));
+		else
+			response->result_case = QUORUM__RESPONSE__RESULT_LIST_NODES;
+		break;
 	case QUORUM__REQUEST__OP_CLUSTER_INFO:
 		err = catalog_cluster_info(meta->catalog, clock_monotonic_ms(),
 					   settings_get(meta->settings, SETTING_ITEM_MAX_BYTES),
 					   arena, &response->cluster_info);
-		if (err < 0)
+		if (err < 0) {
 			rpc_fail(response, arena, err, "out of memory");
-		else
-			response->result_case = QUORUM__RESPONSE__RESULT_CLUSTER_INFO;
+			break;
+		}
+		response->result_case = QUORUM__RESPONSE__RESULT_CLUSTER_INFO;
+		response->cluster_info->has_requests_served = true;
+		response->cluster_info->requests_served = atomic_load(&meta->requests_served);
+		response->cluster_info->has_table_lookups = true;
+		response->cluster_info->table_lookups = atomic_load(&meta->table_lookups);
 		break;
 	case QUORUM__REQUEST__OP_GET_SETTINGS:
 	case QUORUM__REQUEST__OP_SET_SETTING:
@@ -271,6 +306,56 @@ static void meta_handle(void *ctx, const Quorum__Request *request, Quorum__Respo
 			 (int)request->op_case);
 		break;
 	}
+}
+
+/* Replicated metas: only the leader serves clients (meta_group.h); peers' Paxos messages
+ * go to the group. */
+static void meta_handle(void *ctx, const Quorum__Request *request, Quorum__Response *response,
+			struct arena *arena)
+{
+	struct meta *meta = ctx;
+
+	if (request->op_case != QUORUM__REQUEST__OP_PAXOS)
+		atomic_fetch_add(&meta->requests_served, 1);
+	if (request->op_case == QUORUM__REQUEST__OP_DESCRIBE_TABLE)
+		atomic_fetch_add(&meta->table_lookups, 1);
+	if (!meta->group || request->op_case == QUORUM__REQUEST__OP_PING) {
+		meta_handle_op(meta, request, response, arena);
+		return;
+	}
+	if (request->op_case == QUORUM__REQUEST__OP_PAXOS) {
+		meta_group_handle_paxos(meta->group, request->paxos, response, arena);
+		return;
+	}
+	if (!meta_group_serving(meta->group)) {
+		meta_group_refuse(meta->group, response, arena);
+		return;
+	}
+	if (atomic_fetch_add(&meta->busy, 1) >= meta->options.worker_count) {
+		atomic_fetch_sub(&meta->busy, 1);
+		rpc_fail(response, arena, -EBUSY, "metadata service busy; retry");
+		return;
+	}
+	meta_handle_op(meta, request, response, arena);
+	atomic_fetch_sub(&meta->busy, 1);
+	/* Leadership went during the request: say where it went. */
+	if (response->status == -EREMOTE)
+		meta_group_refuse(meta->group, response, arena);
+}
+
+/* The group's on_lead: memory follows what the group applied while others led. */
+static int meta_on_lead(void *ctx)
+{
+	struct meta *meta = ctx;
+	int err = catalog_reload(meta->catalog, clock_monotonic_ms());
+
+	if (err == 0)
+		err = settings_reload(meta->settings);
+	if (err == 0)
+		catalog_set_heartbeat_timeout_ms(
+			meta->catalog,
+			(int64_t)settings_get(meta->settings, SETTING_HEARTBEAT_TIMEOUT_MS));
+	return err;
 }
 
 /* ------------------------------------------------------------------- flags */
@@ -295,6 +380,14 @@ static void meta_usage(FILE *out)
 		"                                setting item.max_bytes)\n"
 		"  -p, --partitions N            partitions of a new table when the request\n"
 		"                                names none, 1..%d (default %d)\n"
+		"  -P, --peers URL,URL,URL       run as one of several replicated metadata\n"
+		"                                services (at most %d), --listen being one of\n"
+		"                                the URLs; each is the member numbered by its\n"
+		"                                place in the list, so give every instance the\n"
+		"                                same list. The catalog is then replicated\n"
+		"                                with Paxos (WAL in DIR/paxos), the leader\n"
+		"                                serves, and the others answer with its address\n"
+		"                                (clients take the same list: --meta URL,URL,URL)\n"
 		"  -h, --help                    print this help and exit\n"
 		"  -V, --version                 print the version and exit\n"
 		"\n"
@@ -305,7 +398,46 @@ static void meta_usage(FILE *out)
 		"SIGTERM or SIGINT stops the service cleanly. Exit status: 0 after a\n"
 		"clean stop, 1 when the service cannot start, 2 for bad flags.\n",
 		META_WORKERS_MAX, META_DEFAULT_WORKERS, META_DEFAULT_HEARTBEAT_TIMEOUT_MS,
-		ITEM_DEFAULT_MAX_BYTES, CATALOG_PARTITIONS_MAX, META_DEFAULT_PARTITIONS);
+		ITEM_DEFAULT_MAX_BYTES, CATALOG_PARTITIONS_MAX, META_DEFAULT_PARTITIONS,
+		PAXOS_MEMBERS_MAX);
+}
+
+/* Splits --peers into peer_urls and finds --listen among them. -1 with a message when the
+ * list is not one. */
+static int meta_parse_peers(struct meta_options *options, const char *text)
+{
+	char *saveptr = NULL;
+
+	options->peer_count = 0;
+	if (strlen(text) >= sizeof(options->peers_text)) {
+		fprintf(stderr, "quorum-meta: --peers is too long\n");
+		return -1;
+	}
+	snprintf(options->peers_text, sizeof(options->peers_text), "%s", text);
+	for (char *url = strtok_r(options->peers_text, ",", &saveptr); url;
+	     url = strtok_r(NULL, ",", &saveptr)) {
+		if (options->peer_count == PAXOS_MEMBERS_MAX) {
+			fprintf(stderr, "quorum-meta: --peers names more than %d services\n",
+				PAXOS_MEMBERS_MAX);
+			return -1;
+		}
+		if (!strstr(url, "://") || strlen(url) >= META_GROUP_URL_BYTES) {
+			fprintf(stderr, "quorum-meta: --peers: '%s' is not a nanomsg URL such as "
+				"tcp://127.0.0.1:7100\n", url);
+			return -1;
+		}
+		for (size_t i = 0; i < options->peer_count; i++)
+			if (strcmp(options->peer_urls[i], url) == 0) {
+				fprintf(stderr, "quorum-meta: --peers names %s twice\n", url);
+				return -1;
+			}
+		options->peer_urls[options->peer_count++] = url;
+	}
+	if (options->peer_count == 0) {
+		fprintf(stderr, "quorum-meta: --peers is empty\n");
+		return -1;
+	}
+	return 0;
 }
 
 /* Parses a decimal number in [min, max]; false when text is not one. */
@@ -336,6 +468,7 @@ static int meta_parse_flags(int argc, char **argv, struct meta_options *options)
 		{ "heartbeat-timeout-ms", required_argument, NULL, 't' },
 		{ "item-max-bytes", required_argument, NULL, 'm' },
 		{ "partitions", required_argument, NULL, 'p' },
+		{ "peers", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -347,7 +480,7 @@ static int meta_parse_flags(int argc, char **argv, struct meta_options *options)
 	options->heartbeat_timeout_ms = META_DEFAULT_HEARTBEAT_TIMEOUT_MS;
 	options->item_max_bytes = ITEM_DEFAULT_MAX_BYTES;
 	options->partition_count = META_DEFAULT_PARTITIONS;
-	while ((c = getopt_long(argc, argv, "l:D:w:t:m:p:hV", long_options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:D:w:t:m:p:P:hV", long_options, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			options->listen_url = optarg;
@@ -376,6 +509,10 @@ static int meta_parse_flags(int argc, char **argv, struct meta_options *options)
 				goto bad_number;
 			options->partition_count = (uint32_t)value;
 			break;
+		case 'P':
+			if (meta_parse_peers(options, optarg) < 0)
+				return -1;
+			break;
 		case 'h':
 			meta_usage(stdout);
 			return 1;
@@ -394,6 +531,14 @@ static int meta_parse_flags(int argc, char **argv, struct meta_options *options)
 	if (!options->listen_url || !options->data_dir) {
 		fprintf(stderr, "quorum-meta: --listen and --data are required\n"
 			"Try 'quorum-meta --help' for more information.\n");
+		return -1;
+	}
+	for (size_t i = 0; i < options->peer_count && !options->self_id; i++)
+		if (strcmp(options->peer_urls[i], options->listen_url) == 0)
+			options->self_id = (uint32_t)(i + 1);
+	if (options->peer_count && !options->self_id) {
+		fprintf(stderr, "quorum-meta: --listen %s is not among --peers\n",
+			options->listen_url);
 		return -1;
 	}
 	return 0;
@@ -452,6 +597,29 @@ static int meta_open_settings(struct meta *meta)
 	return 0;
 }
 
+/* --peers: the catalog's changes go through the group from now on. */
+static int meta_start_group(struct meta *meta)
+{
+	struct meta_group_options options = {
+		.data_dir = meta->options.data_dir,
+		.peer_urls = meta->options.peer_urls,
+		.peer_count = meta->options.peer_count,
+		.self_id = meta->options.self_id,
+		.on_lead = meta_on_lead,
+		.ctx = meta,
+	};
+	int err;
+
+	if (!meta->options.peer_count)
+		return 0;
+	err = meta_group_start(&options, catalog_leveldb(meta->catalog), &meta->group);
+	if (err < 0)
+		return err;
+	catalog_set_committer(meta->catalog, meta_group_commit, meta_group_serving, meta->group);
+	settings_set_committer(meta->settings, meta_group_commit, meta->group);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct meta meta = { 0 };
@@ -482,16 +650,28 @@ int main(int argc, char **argv)
 		catalog_close(meta.catalog);
 		return 1;
 	}
+	err = meta_start_group(&meta);
+	if (err < 0) {
+		log_error("cannot start the replication of the catalog: %s", strerror(-err));
+		settings_close(meta.settings);
+		catalog_close(meta.catalog);
+		return 1;
+	}
 	err = splitter_new(meta.catalog, &meta.splitter);
 	if (err == 0)
 		err = autosplit_start(meta.catalog, meta.settings, meta.splitter, &meta.autosplit);
 	if (err == 0)
-		err = rpc_server_start(meta.options.listen_url, meta.options.worker_count,
+		err = mover_start(meta.catalog, &meta.mover);
+	if (err == 0)
+		err = rpc_server_start(meta.options.listen_url,
+				       meta.options.worker_count + (meta.group ? 1 : 0),
 				       meta_handle, &meta, &server);
 	if (err < 0) {
 		log_error("cannot listen on %s: %s", meta.options.listen_url, strerror(-err));
+		mover_stop(meta.mover);
 		autosplit_stop(meta.autosplit);
 		splitter_free(meta.splitter);
+		meta_group_stop(meta.group);
 		settings_close(meta.settings);
 		catalog_close(meta.catalog);
 		return 1;
@@ -505,9 +685,13 @@ int main(int argc, char **argv)
 		sigsuspend(&wait_mask);
 
 	log_info("stopping");
+	/* While the server still takes the peers' messages: another meta takes over. */
+	meta_group_hand_off(meta.group, META_HAND_OFF_MS);
 	rpc_server_stop(server);
+	mover_stop(meta.mover);
 	autosplit_stop(meta.autosplit);
 	splitter_free(meta.splitter);
+	meta_group_stop(meta.group);
 	settings_close(meta.settings);
 	catalog_close(meta.catalog);
 	log_info("stopped");

@@ -71,6 +71,9 @@ struct settings {
 	uint64_t defaults[SETTING_COUNT];
 	uint64_t values[SETTING_COUNT];
 	bool is_set[SETTING_COUNT];
+	/* Replicated meta: a change goes through the group (settings_set_committer). */
+	settings_commit_fn commit;
+	void *commit_ctx;
 };
 
 static void settings_set_why(char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -335,6 +338,40 @@ uint64_t settings_get(struct settings *settings, enum setting_id id)
 	return value;
 }
 
+/* settings_write through the committer: the same record, in a batch. */
+static int settings_commit(struct settings *settings, enum setting_id id, bool is_default,
+			   uint64_t value, char *why)
+{
+	Quorum__SettingRecord record = QUORUM__SETTING_RECORD__INIT;
+	char key[SETTINGS_RECORD_KEY_MAX_BYTES];
+	size_t key_bytes = settings_record_key(key, id);
+	uint8_t packed[SETTINGS_RECORD_KEY_MAX_BYTES + 32];
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	int err;
+
+	if (!batch) {
+		settings_set_why(why, "out of memory");
+		return -ENOMEM;
+	}
+	if (is_default) {
+		leveldb_writebatch_delete(batch, key, key_bytes);
+	} else {
+		record.format = SETTINGS_RECORD_FORMAT;
+		record.key = (char *)settings_specs[id].key;
+		record.value = value;
+		if (quorum__setting_record__get_packed_size(&record) > sizeof(packed)) {
+			leveldb_writebatch_destroy(batch);
+			settings_set_why(why, "setting record too large");
+			return -EINVAL;
+		}
+		leveldb_writebatch_put(batch, key, key_bytes, (const char *)packed,
+				       quorum__setting_record__pack(&record, packed));
+	}
+	err = settings->commit(settings->commit_ctx, batch, why, why ? SETTINGS_WHY_BYTES : 0);
+	leveldb_writebatch_destroy(batch);
+	return err;
+}
+
 /* Stores value for id (is_default: removes the record), synced. */
 static int settings_write(struct settings *settings, enum setting_id id, bool is_default,
 			  uint64_t value, char *why)
@@ -345,6 +382,8 @@ static int settings_write(struct settings *settings, enum setting_id id, bool is
 	uint8_t packed[SETTINGS_RECORD_KEY_MAX_BYTES + 32];
 	char *error = NULL;
 
+	if (settings->commit)
+		return settings_commit(settings, id, is_default, value, why);
 	if (is_default) {
 		leveldb_delete(settings->db, settings->write_options, key, key_bytes, &error);
 	} else {
@@ -461,4 +500,25 @@ int settings_describe(struct settings *settings, const char *key, struct arena *
 		return err;
 	*out = response;
 	return 0;
+}
+
+void settings_set_committer(struct settings *settings, settings_commit_fn commit, void *ctx)
+{
+	pthread_mutex_lock(&settings->lock);
+	settings->commit = commit;
+	settings->commit_ctx = ctx;
+	pthread_mutex_unlock(&settings->lock);
+}
+
+int settings_reload(struct settings *settings)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&settings->lock);
+	memcpy(settings->values, settings->defaults, sizeof(settings->values));
+	memset(settings->is_set, 0, sizeof(settings->is_set));
+	for (int i = 0; i < SETTING_COUNT && !err; i++)
+		err = settings_load_one(settings, (enum setting_id)i);
+	pthread_mutex_unlock(&settings->lock);
+	return err;
 }

@@ -90,4 +90,16 @@ int settings_set(struct settings *settings, const char *key, const char *text,
 int settings_describe(struct settings *settings, const char *key, struct arena *arena,
 		      Quorum__SettingsResponse **out, char *why);
 
+/* Replicated meta (meta/meta_group.h): settings_set hands its write batch to commit, which
+ * returns 0 once it is durable and in db (as catalog_commit_fn in meta/catalog.h does),
+ * instead of writing db itself. */
+struct leveldb_writebatch_t;
+typedef int (*settings_commit_fn)(void *ctx, struct leveldb_writebatch_t *batch, char *why,
+				  size_t why_bytes);
+void settings_set_committer(struct settings *settings, settings_commit_fn commit, void *ctx);
+
+/* Reads every stored setting from db again (a meta that starts to lead). -EIO; on an error
+ * the settings not read yet have their default. */
+int settings_reload(struct settings *settings);
+
 #endif

@@ -1,11 +1,12 @@
 /* splitter.c: see splitter.h. */
 #include "meta/splitter.h"
 
+#include "meta/table_view.h"
+
 #include "cluster/arena.h"
 #include "cluster/clock.h"
 #include "cluster/log.h"
 #include "cluster/net.h"
-#include "cluster/paxos.h"
 #include "cluster/rpc.h"
 
 #include <errno.h>
@@ -76,31 +77,6 @@ void splitter_adopt_reports(struct catalog *catalog, Quorum__GroupReport *const 
 	}
 }
 
-static const char *splitter_address(const Quorum__TableResponse *t, uint64_t node_id)
-{
-	for (size_t i = 0; i < t->n_nodes; i++)
-		if (t->nodes[i]->id == node_id)
-			return t->nodes[i]->address;
-	return NULL;
-}
-
-/* The replica that last reported leading partition_id with the highest ballot, or 0. */
-static uint64_t splitter_leader(const Quorum__TableResponse *t, uint64_t partition_id)
-{
-	uint64_t leader = 0, best_round = 0;
-
-	for (size_t i = 0; i < t->n_replicas; i++) {
-		const Quorum__ReplicaStatus *s = t->replicas[i];
-
-		if (s->partition_id == partition_id && s->report->role == PAXOS_LEADER &&
-		    (leader == 0 || s->report->ballot_round > best_round)) {
-			leader = s->node_id;
-			best_round = s->report->ballot_round;
-		}
-	}
-	return leader;
-}
-
 /* Asks the replicas of partition (the leader first, then any that names another) to split
  * it into child until deadline_ms, and adopts the answer. */
 static int splitter_split_one(struct splitter *splitter, const Quorum__TableResponse *t,
@@ -109,7 +85,7 @@ static int splitter_split_one(struct splitter *splitter, const Quorum__TableResp
 {
 	Quorum__Request request = QUORUM__REQUEST__INIT;
 	Quorum__SplitPartitionRequest split = QUORUM__SPLIT_PARTITION_REQUEST__INIT;
-	uint64_t next = splitter_leader(t, partition->id);
+	uint64_t next = table_view_leader(t, partition->id);
 	size_t turn = 0;
 	int err = -ETIMEDOUT;
 
@@ -130,7 +106,7 @@ static int splitter_split_one(struct splitter *splitter, const Quorum__TableResp
 
 		if (next == 0)
 			next = partition->replicas[turn++ % partition->n_replicas];
-		address = splitter_address(t, next);
+		address = table_view_address(t, next);
 		next = 0;
 		client = address ? net_pool_get(splitter->pool, address) : NULL;
 		if (!client) {

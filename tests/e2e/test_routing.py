@@ -70,3 +70,49 @@ def test_table_deleted_elsewhere_goes_away(cluster):
             time.sleep(0.2)
     finally:
         other.stop()
+
+
+def table_lookups(h):
+    return h.ctl("status")["cluster"]["meta_table_lookups"]
+
+
+@pytest.mark.deadline(300)
+def test_meta_load_with_a_warm_cache_matches_a_cold_one(cluster):
+    """The constant-work property: a router asks meta for the tables it uses
+    at the same pace whether its cache is cold (a fresh mount) or warm, so
+    meta's load follows the traffic, not the cache's hit rate. A cache that
+    only asked on misses would send almost nothing once warm, and a burst
+    whenever routers restart together."""
+    mnt, datadir, h = cluster
+    t = make_table(mnt)
+    names = ["c%02d" % i for i in range(30)]
+    for name in names:
+        write_file(os.path.join(t, name), b"x" * 100)
+    other = SecondMount(h, os.path.join(os.path.dirname(datadir), "mnt-fresh"))
+    try:
+        path = os.path.join(other.path, "t")
+
+        def lookups_per_s(seconds):
+            before = table_lookups(h)
+            start = time.monotonic()
+            while time.monotonic() - start < seconds:
+                for name in names:
+                    # Fresh attributes each time: a stat past the kernel's
+                    # cache reaches the router, which looks the table up.
+                    os.stat(os.path.join(path, name))
+                    read_file(os.path.join(path, name))
+            elapsed = time.monotonic() - start
+            # One status call of our own is counted between the two reads.
+            return (table_lookups(h) - before) / elapsed
+
+        cold = lookups_per_s(6)
+        warm = lookups_per_s(6)
+        again = lookups_per_s(6)
+    finally:
+        other.stop()
+    print("meta table lookups per second: cold %.1f, warm %.1f, warm again %.1f"
+          % (cold, warm, again))
+    assert cold > 0 and warm > 0 and again > 0, (cold, warm, again)
+    # Within a small factor: both are the refresh pace of one table.
+    assert warm / cold > 0.4 and again / cold > 0.4, (cold, warm, again)
+    assert warm / cold < 2.5, (cold, warm, again)

@@ -321,6 +321,80 @@ static const Quorum__NodeInfo *test_node(const Quorum__ListNodesResponse *nodes,
 	return NULL;
 }
 
+/* The assignment of partition to node, or NULL. */
+static const Quorum__PartitionAssignment *test_assignment(struct test_state *test,
+							  uint64_t node, uint64_t partition)
+{
+	Quorum__PartitionAssignment **list;
+	size_t count;
+
+	assert_int_equal(catalog_node_assignments(test->catalog, node, test->arena, &list,
+						  &count), 0);
+	for (size_t i = 0; i < count; i++)
+		if (list[i]->partition->id == partition)
+			return list[i];
+	return NULL;
+}
+
+/* A move: the target is recorded, old and new replicas are assigned (all joining), the old
+ * replica is retired only once the move is done; the map survives a restart in between,
+ * and a drained node takes no replica of a new table. */
+static void test_moves(void **state)
+{
+	struct test_state *test = *state;
+	Quorum__TableResponse *t;
+	const Quorum__PartitionAssignment *a;
+	const Quorum__PartitionInfo *p;
+	uint64_t id = 0, partition, target[3], wrong[3] = { 1, 2, 3 };
+	Quorum__ListNodesResponse *nodes;
+
+	test_add_nodes(test, 0);
+	assert_int_equal(catalog_register_node(test->catalog, 0, "tcp://127.0.0.1:7104", "a", 0,
+					       &id, NULL), 0);
+	assert_int_equal(test_create(test, "t", 1, 0, &t), 0);
+	p = t->table->partitions[0];
+	partition = p->id;
+	for (size_t r = 0; r < 3; r++)
+		target[r] = p->replicas[r] == 1 ? id : p->replicas[r];
+	assert_null(test_assignment(test, id, partition));
+	assert_int_equal(catalog_begin_move(test->catalog, t->table->id, partition, target, 3),
+			 0);
+	assert_int_equal(catalog_begin_move(test->catalog, t->table->id, partition, target, 3),
+			 -EBUSY);
+	test_reopen(test);
+	a = test_assignment(test, id, partition);
+	assert_non_null(a);
+	assert_true(a->has_joining && a->joining);
+	assert_int_equal(a->n_replicas, 4);
+	assert_int_equal(test_assignment(test, 1, partition)->n_replicas, 4);
+	assert_false(test_retired(test, 1, t->table->id, partition));
+	assert_false(test_retired(test, id, t->table->id, partition));
+	assert_int_equal(catalog_finish_move(test->catalog, t->table->id, partition, wrong, 3),
+			 -ESTALE);
+	assert_int_equal(catalog_finish_move(test->catalog, t->table->id, partition, target, 3),
+			 0);
+	assert_true(test_retired(test, 1, t->table->id, partition));
+	a = test_assignment(test, id, partition);
+	assert_non_null(a);
+	assert_false(a->has_joining && a->joining);
+	assert_int_equal(a->n_replicas, 3);
+	assert_int_equal(catalog_finish_move(test->catalog, t->table->id, partition, target, 3),
+			 -ESTALE);
+
+	/* Draining node 2 (AZ b, alone there): kept across a restart, and no new table can
+	 * place a replica in AZ b. */
+	assert_int_equal(catalog_set_draining(test->catalog, 2, true, NULL), 0);
+	assert_int_equal(catalog_set_draining(test->catalog, 99, true, NULL), -ENOENT);
+	test_reopen(test);
+	assert_int_equal(catalog_register_node(test->catalog, 2, "tcp://127.0.0.1:7102", "b", 0,
+					       &id, NULL), 0);
+	assert_int_equal(catalog_list_nodes(test->catalog, 0, test->arena, &nodes), 0);
+	assert_true(test_node(nodes, 2)->draining);
+	assert_false(test_node(nodes, 1)->draining);
+	assert_int_equal(test_create(test, "u", 1, 0, NULL), -EAGAIN);
+}
+
+
 static void test_nodes(void **state)
 {
 	struct test_state *test = *state;
@@ -476,6 +550,7 @@ int main(void)
 						test_teardown),
 		cmocka_unit_test_setup_teardown(test_nodes, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_retired_groups, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_moves, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_record, test_setup, test_teardown),
 	};
