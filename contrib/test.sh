@@ -21,7 +21,7 @@ set -euo pipefail
 PACKAGES=(build-essential autoconf automake pkg-config libfuse3-dev fuse3 libleveldb-dev
 	  libnanomsg-dev libssl-dev libcmocka-dev libprotobuf-c-dev protobuf-c-compiler
 	  libjansson-dev
-	  python3 python3-pytest rsync attr tar findutils coreutils procps)
+	  python3 python3-pytest rsync attr tar findutils coreutils procps stress-ng)
 
 sanitizers=no
 sanitizers_e2e=no

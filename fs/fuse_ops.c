@@ -10,9 +10,11 @@
  * kernel as they are (fs_reply_error is the one place that maps them).
  *
  * Kernel caching: entries and attributes are cached 1 s (10 s with
- * consistency=eventual), misses are not cached, and there is no writeback
- * cache: every write reaches the open file's buffer, which is put whole at
- * flush/fsync (handle.c). */
+ * consistency=eventual; an open item's attributes are not cached), misses
+ * are not cached, and items are opened with direct I/O and no writeback
+ * cache: every read is served from, and every write reaches, the open
+ * file's own buffer (its version of the item), which is put whole at
+ * flush/fsync (handle.c); see fs_open_set_caching. */
 #define FUSE_USE_VERSION 314
 
 #include "fs/fuse_ops.h"
@@ -29,6 +31,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,9 +54,16 @@
 /* The mount's one context, the session's userdata. */
 struct fs {
 	struct router *router;
+	struct fuse_session *session;  /* for notifications to the kernel */
 	struct inode_table *inodes;
-	uint32_t uid, gid;         /* of the mounting process: the root's owner */
-	int64_t mount_time_ns;     /* the root's times */
+	/* The root's metadata: the mounting process's ids, 0755 and the mount
+	 * time at first. chmod, chown and utimens change it for the life of
+	 * the mount (not stored: the cluster has no record for its root), so
+	 * that `rsync -a BACKUP/ MOUNTPOINT/` of a whole backup succeeds. */
+	pthread_mutex_t root_lock;
+	uint32_t root_mode;        /* permission bits */
+	uint32_t uid, gid;
+	int64_t root_mtime_ns, root_ctime_ns;
 	double cache_timeout_s;
 	uint64_t item_max_bytes;
 };
@@ -105,20 +115,52 @@ static int fs_timespec_ns(const struct timespec *ts, int64_t *ns)
 	return 0;
 }
 
-static void fs_stat_root(const struct fs *fs, struct stat *st)
+static void fs_stat_root(struct fs *fs, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = INODE_ROOT_NUMBER;
-	st->st_mode = S_IFDIR | 0755;
 	st->st_nlink = 2;
-	st->st_uid = fs->uid;
-	st->st_gid = fs->gid;
 	st->st_size = FS_BLOCK_BYTES;
 	st->st_blocks = FS_BLOCK_BYTES / 512;
 	st->st_blksize = FS_IO_BLOCK_BYTES;
-	st->st_atim = fs_timespec(fs->mount_time_ns);
-	st->st_mtim = st->st_atim;
-	st->st_ctim = st->st_atim;
+	pthread_mutex_lock(&fs->root_lock);
+	st->st_mode = S_IFDIR | fs->root_mode;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_mtim = fs_timespec(fs->root_mtime_ns);
+	st->st_ctim = fs_timespec(fs->root_ctime_ns);
+	pthread_mutex_unlock(&fs->root_lock);
+	st->st_atim = st->st_mtim;
+}
+
+/* chmod, chown, utimens of the root: kept by the mount (see struct fs). */
+static int fs_setattr_root(struct fs *fs, const struct stat *attr, int to_set)
+{
+	int64_t mtime_ns = 0;
+	int rc = 0;
+
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		return -EISDIR;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		mtime_ns = clock_realtime_ns();
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		rc = fs_timespec_ns(&attr->st_mtim, &mtime_ns);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&fs->root_lock);
+	if (to_set & FUSE_SET_ATTR_MODE)
+		fs->root_mode = attr->st_mode & 07777;
+	if (to_set & FUSE_SET_ATTR_UID)
+		fs->uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		fs->gid = attr->st_gid;
+	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+		fs->root_mtime_ns = mtime_ns;
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+		      FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+		fs->root_ctime_ns = clock_realtime_ns();
+	pthread_mutex_unlock(&fs->root_lock);
+	return 0;
 }
 
 /* A directory: a table, or a partition key's in a table with a sort key. */
@@ -460,11 +502,11 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct fs *fs = fs_of(req);
 	struct inode_name name;
 	struct router_table table;
-	struct item_attr attr;
+	struct item_attr attr, open_attr;
+	double timeout_s = fs->cache_timeout_s;
 	struct stat st;
 	int rc;
 
-	(void)fi;
 	rc = inode_get_name(fs->inodes, ino, &name);
 	if (rc) {
 		fs_reply_error(req, rc);
@@ -480,7 +522,18 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 			fs_stat_table(&table, ino, &st);
 		break;
 	case INODE_ITEM:
-		rc = fs_item_attr(fs, ino, &name, &attr);
+		/* The kernel asks with a handle when a read goes past the size it
+		 * knows: answer with that handle's version, which is what the read
+		 * will get (another handle may hold a newer or older one). */
+		if (fi && fi->fh)
+			file_handle_get_attr((struct file_handle *)(uintptr_t)fi->fh, &attr);
+		else
+			rc = fs_item_attr(fs, ino, &name, &attr);
+		/* While the item is open, no size may stay cached: reads stop at
+		 * it instead of asking with their handle, and would cut the
+		 * version they hold (others may hold another). */
+		if (fi || handle_find_attr(fs->inodes, ino, true, &open_attr))
+			timeout_s = 0;
 		if (rc == 0)
 			fs_stat_item(&attr, ino, name.unlinked, &st);
 		break;
@@ -493,7 +546,7 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	if (rc)
 		fs_reply_error(req, rc);
 	else
-		fuse_reply_attr(req, &st, fs->cache_timeout_s);
+		fuse_reply_attr(req, &st, timeout_s);
 }
 
 static void fs_setattr_table(fuse_req_t req, fuse_ino_t ino, const struct inode_name *name,
@@ -693,11 +746,9 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 	}
 	switch (name.kind) {
 	case INODE_ROOT:
-		if (to_set & FUSE_SET_ATTR_SIZE) {
-			fs_reply_error(req, -EISDIR);
-		} else if (to_set & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
-			/* The root is not stored anywhere: its metadata is fixed. */
-			fs_reply_error(req, -EPERM);
+		rc = fs_setattr_root(fs, attr, to_set);
+		if (rc) {
+			fs_reply_error(req, rc);
 		} else {
 			fs_stat_root(fs, &st);
 			fuse_reply_attr(req, &st, fs->cache_timeout_s);
@@ -1030,6 +1081,21 @@ static int fs_open_item(struct fs *fs, uint64_t number, const struct router_tabl
 	return rc;
 }
 
+/* How the kernel reads and writes a new handle: direct I/O. Each handle
+ * holds its own version of the item (loaded at open, put whole at close),
+ * but the kernel's page cache and size of an inode are shared by all its
+ * opens on this mount: through them, a reader would get a writer's pages,
+ * or stop at another version's size, and see a mix. With direct I/O each
+ * read is served from the reader's own version (whole, old or new). The
+ * cost: no page cache for items (reads are served from the daemon's
+ * memory), and mmap(MAP_SHARED) fails with ENODEV (MAP_PRIVATE, so exec
+ * and the dynamic loader, works). */
+static void fs_open_set_caching(struct fuse_file_info *fi)
+{
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+}
+
 static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 			 struct fuse_file_info *fi)
 {
@@ -1077,7 +1143,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 		file_handle_get_attr(handle, &attr);
 	fs_stat_item(&attr, number, false, &entry.attr);
 	fi->fh = (uintptr_t)handle;
-	fi->keep_cache = 0;
+	fs_open_set_caching(fi);
 	if (fuse_reply_create(req, &entry, fi)) {
 		/* The kernel never got it: no lookup, no open. */
 		file_handle_discard(handle, fs->inodes);
@@ -1109,7 +1175,12 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	fi->fh = (uintptr_t)handle;
 	/* Drop cached pages: a reader sees the version loaded now. */
-	fi->keep_cache = 0;
+	fs_open_set_caching(fi);
+	/* And the cached size, which reads stop at: it may be another
+	 * version's (written elsewhere, or by a writer here). The kernel then
+	 * asks getattr with this handle at the first read past it. */
+	if (!(fi->flags & O_TRUNC) || (fi->flags & O_ACCMODE) == O_RDONLY)
+		fuse_lowlevel_notify_inval_inode(fs->session, ino, -1, 0);
 	if (fuse_reply_open(req, fi))
 		file_handle_discard(handle, fs->inodes);
 }
@@ -1671,12 +1742,17 @@ int fs_serve(struct router *router, const struct fs_config *config, fs_mounted_f
 	fs.router = router;
 	fs.uid = (uint32_t)getuid();
 	fs.gid = (uint32_t)getgid();
-	fs.mount_time_ns = clock_realtime_ns();
+	fs.root_mode = 0755;
+	fs.root_mtime_ns = clock_realtime_ns();
+	fs.root_ctime_ns = fs.root_mtime_ns;
+	pthread_mutex_init(&fs.root_lock, NULL);
 	fs.cache_timeout_s = config->eventual ? FS_TIMEOUT_EVENTUAL_S : FS_TIMEOUT_STRONG_S;
 	fs.item_max_bytes = router_item_max_bytes(router);
 	rc = inode_table_new(&fs.inodes);
-	if (rc)
+	if (rc) {
+		pthread_mutex_destroy(&fs.root_lock);
 		return rc;
+	}
 
 	snprintf(options, sizeof(options), "fsname=quorumfs,subtype=quorumfs%s",
 		 config->allow_other ? ",allow_other,default_permissions" : "");
@@ -1689,6 +1765,7 @@ int fs_serve(struct router *router, const struct fs_config *config, fs_mounted_f
 	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
 
 	session = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
+	fs.session = session;
 	if (!session) {
 		log_error("cannot start a FUSE session for %s", config->mountpoint);
 		rc = -EINVAL;
@@ -1724,5 +1801,6 @@ out_inodes:
 	shutdown.router = router;
 	shutdown.inodes = fs.inodes;
 	inode_table_free(fs.inodes, handle_release_link, &shutdown);
+	pthread_mutex_destroy(&fs.root_lock);
 	return rc;
 }

@@ -256,8 +256,10 @@ int file_handle_flush(struct file_handle *handle, struct router *router,
 	pthread_mutex_lock(&handle->lock);
 	if (rc == 0 && change_count == handle->change_count)
 		handle->dirty = false;
-	if (rc == -EFBIG)
-		handle->failed_errno = EFBIG;
+	/* A put that failed was reported to the caller (close, fsync): it must not be put
+	 * again later (at release), behind the back of writes made since. */
+	if (rc < 0)
+		handle->failed_errno = -rc;
 	pthread_mutex_unlock(&handle->lock);
 out:
 	pthread_mutex_unlock(&handle->flush_lock);
