@@ -85,8 +85,9 @@ def wait_moves(h, done, what, timeout_s=120):
 
 
 class Load:
-    """Writers and readers over the table while replicas move: each item's
-    last acknowledged body is remembered; any error is recorded."""
+    """Writers, readers and a lister over the table while replicas move:
+    each item's last acknowledged body is remembered, every listing must
+    show each item exactly once; any error is recorded."""
 
     def __init__(self, table):
         self.table = table
@@ -94,8 +95,23 @@ class Load:
         self.errors = []
         self.bodies = {}
         self.lock = threading.Lock()
+        self.listings = 0
         self.threads = [threading.Thread(target=self.run, args=(k,), daemon=True)
                         for k in range(2)]
+        self.threads.append(threading.Thread(target=self.list, daemon=True))
+
+    def list(self):
+        expected = ["item%03d" % i for i in range(ITEMS)]
+        while not self.stop.is_set():
+            try:
+                names = os.listdir(self.table)
+            except OSError as e:
+                self.errors.append("listing: %s" % e)
+                continue
+            if sorted(names) != expected:
+                self.errors.append("a listing showed %d names, %d distinct" % (
+                    len(names), len(set(names))))
+            self.listings += 1
 
     def run(self, k):
         n = 0
@@ -154,7 +170,7 @@ def test_new_node_receives_replicas_then_drain_empties_a_node(cluster):
         assert nodes[old_a]["draining"]
         time.sleep(2)
     assert not load.errors, load.errors[:10]
-    assert len(load.bodies) > 0
+    assert len(load.bodies) > 0 and load.listings > 0
     # Every item is whole: the writers' last bodies, or the first ones.
     for i in range(ITEMS):
         name = "item%03d" % i
