@@ -21,6 +21,8 @@
  * Files live directly in the directories it makes, never deeper, because a quorumfs table
  * holds files only. Everything it made is removed at the end. */
 #define _GNU_SOURCE
+#include "contrib/bench/bench_stats.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +31,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -307,53 +308,18 @@ static void *fs_worker_run(void *arg)
 
 /* ----------------------------------------------------------- figures */
 
-static void fs_host_cpu(unsigned long long *busy, unsigned long long *total)
-{
-	unsigned long long v[8] = { 0 };
-	FILE *f = fopen("/proc/stat", "r");
-
-	*busy = *total = 0;
-	if (!f)
-		return;
-	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-		   &v[4], &v[5], &v[6], &v[7]) >= 4) {
-		for (int i = 0; i < 8; i++)
-			*total += v[i];
-		*busy = *total - v[3] - v[4];
-	}
-	fclose(f);
-}
-
-static int fs_compare_ns(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double fs_percentile_ms(const int64_t *sorted, size_t count, double q)
-{
-	size_t rank;
-
-	if (!count)
-		return 0;
-	rank = (size_t)ceil(q * (double)count);
-	rank = rank < 1 ? 1 : rank > count ? count : rank;
-	return (double)sorted[rank - 1] / 1e6;
-}
-
 static void fs_result_fill(struct fs_result *r, int64_t *latency_ns, size_t count,
 			   int64_t elapsed_ns, unsigned long long busy0,
 			   unsigned long long total0)
 {
 	unsigned long long busy1, total1;
 
-	fs_host_cpu(&busy1, &total1);
-	qsort(latency_ns, count, sizeof(*latency_ns), fs_compare_ns);
+	bench_host_cpu(&busy1, &total1);
+	bench_sort_ns(latency_ns, count);
 	r->seconds = (double)elapsed_ns / 1e9;
 	r->rate = r->seconds > 0 ? (double)r->ops / r->seconds : 0;
-	r->p50_ms = fs_percentile_ms(latency_ns, count, 0.50);
-	r->p99_ms = fs_percentile_ms(latency_ns, count, 0.99);
+	r->p50_ms = bench_percentile_ms(latency_ns, count, 0.50);
+	r->p99_ms = bench_percentile_ms(latency_ns, count, 0.99);
 	r->host_cpu_pct = total1 > total0 ? 100.0 * (double)(busy1 - busy0) /
 					    (double)(total1 - total0) : 0;
 }
@@ -383,7 +349,7 @@ static int fs_phase(struct fs_run *run, enum fs_phase_kind kind, struct fs_resul
 			goto out;
 		}
 	}
-	fs_host_cpu(&busy0, &total0);
+	bench_host_cpu(&busy0, &total0);
 	start_ns = fs_now_ns();
 	for (; started < run->threads; started++) {
 		err = -pthread_create(&workers[started].thread, NULL, fs_worker_run,
@@ -466,7 +432,7 @@ static void fs_rsync_phase(const struct fs_run *run, const char *name, const cha
 	int64_t start_ns, elapsed_ns;
 	int err;
 
-	fs_host_cpu(&busy0, &total0);
+	bench_host_cpu(&busy0, &total0);
 	start_ns = fs_now_ns();
 	err = fs_rsync(src, dst);
 	elapsed_ns = fs_now_ns() - start_ns;

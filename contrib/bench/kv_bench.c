@@ -16,6 +16,7 @@
  * key space in which every key was put first. Not run by make check: tests do not time. */
 #define _GNU_SOURCE
 #include "cluster/clock.h"
+#include "contrib/bench/bench_stats.h"
 #include "fs/local.h"
 #include "fs/router.h"
 
@@ -25,7 +26,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -251,9 +251,7 @@ static double kv_pid_cpu_s(pid_t pid)
 
 static void kv_cpu_sample(const struct kv_options *options, struct kv_cpu *out)
 {
-	unsigned long long v[10] = { 0 };
 	struct rusage usage;
-	FILE *f;
 
 	memset(out, 0, sizeof(*out));
 	out->wall_ns = kv_now_ns();
@@ -262,42 +260,10 @@ static void kv_cpu_sample(const struct kv_options *options, struct kv_cpu *out)
 			      (double)usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
 	for (int i = 0; i < options->pid_count; i++)
 		out->servers_s += kv_pid_cpu_s(options->pids[i]);
-	f = fopen("/proc/stat", "r");
-	if (!f)
-		return;
-	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
-		   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]) >= 4) {
-		/* guest time is already counted in user time */
-		for (int i = 0; i < 8; i++)
-			out->host_total += v[i];
-		out->host_busy = out->host_total - v[3] - v[4];   /* less idle and iowait */
-	}
-	fclose(f);
+	bench_host_cpu(&out->host_busy, &out->host_total);
 }
 
 /* ---------------------------------------------------------------- phases */
-
-static int kv_compare_ns(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest rank: the smallest sample with at least q of them at or below it. */
-static double kv_percentile_ms(const int64_t *sorted, size_t count, double q)
-{
-	size_t rank;
-
-	if (!count)
-		return 0;
-	rank = (size_t)ceil(q * (double)count);
-	if (rank < 1)
-		rank = 1;
-	if (rank > count)
-		rank = count;
-	return (double)sorted[rank - 1] / 1e6;
-}
 
 static void kv_sleep_until_ns(int64_t when_ns)
 {
@@ -377,13 +343,13 @@ static int kv_phase_run(const struct kv_options *options, struct router *router,
 		memcpy(merged + total, all[i].latency_ns, all[i].latency_count * sizeof(*merged));
 		total += all[i].latency_count;
 	}
-	qsort(merged, total, sizeof(*merged), kv_compare_ns);
+	bench_sort_ns(merged, total);
 	result->seconds = (double)(end_ns - phase.measure_from_ns) / 1e9;
 	result->requests = total;
 	result->rate = result->seconds > 0 ? (double)total / result->seconds : 0;
-	result->p50_ms = kv_percentile_ms(merged, total, 0.50);
-	result->p99_ms = kv_percentile_ms(merged, total, 0.99);
-	result->p999_ms = kv_percentile_ms(merged, total, 0.999);
+	result->p50_ms = bench_percentile_ms(merged, total, 0.50);
+	result->p99_ms = bench_percentile_ms(merged, total, 0.99);
+	result->p999_ms = bench_percentile_ms(merged, total, 0.999);
 	result->max_ms = total ? (double)merged[total - 1] / 1e6 : 0;
 	{
 		double wall_s = (double)(cpu1.wall_ns - cpu0.wall_ns) / 1e9;
