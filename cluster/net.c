@@ -228,9 +228,28 @@ struct net_server {
 	pthread_mutex_t recv_lock;
 	net_handler_fn handler;
 	void *ctx;
+	/* A handler may wait (a write waits for its replication group to commit it), and the
+	 * requests that end the wait (a peer's Paxos messages) come through the same socket:
+	 * when no worker is left to receive, one more is started, up to NET_SERVER_WORKERS_MAX,
+	 * so a full pool never holds back the messages its requests wait for. */
+	atomic_int idle;		/* workers between requests */
+	pthread_mutex_t workers_lock;	/* guards workers and worker_count */
 	int worker_count;
-	pthread_t *workers;
+	pthread_t *workers;		/* NET_SERVER_WORKERS_MAX slots */
 };
+
+static void *net_server_worker(void *arg);
+
+/* Starts one more worker unless the server stops or has the most it may. */
+static void net_server_grow(struct net_server *server)
+{
+	pthread_mutex_lock(&server->workers_lock);
+	if (!atomic_load(&server->stopping) && server->worker_count < NET_SERVER_WORKERS_MAX &&
+	    pthread_create(&server->workers[server->worker_count], NULL, net_server_worker,
+			   server) == 0)
+		server->worker_count++;
+	pthread_mutex_unlock(&server->workers_lock);
+}
 
 static void *net_server_worker(void *arg)
 {
@@ -245,6 +264,7 @@ static void *net_server_worker(void *arg)
 					    .msg_controllen = NN_MSG };
 		int received;
 
+		atomic_fetch_add(&server->idle, 1);
 		pthread_mutex_lock(&server->recv_lock);
 		if (atomic_load(&server->stopping)) {
 			pthread_mutex_unlock(&server->recv_lock);
@@ -252,6 +272,9 @@ static void *net_server_worker(void *arg)
 		}
 		received = nn_recvmsg(server->sock, &header, 0);
 		pthread_mutex_unlock(&server->recv_lock);
+		/* The last idle worker took a request: start another to receive. */
+		if (atomic_fetch_sub(&server->idle, 1) == 1 && received >= 0)
+			net_server_grow(server);
 		if (received < 0) {
 			int err = nn_errno();
 			if (err == ETIMEDOUT || err == EAGAIN || err == EINTR)
@@ -292,15 +315,25 @@ int net_server_start(const char *url, int worker_count, net_handler_fn handler, 
 	server = calloc(1, sizeof(*server));
 	if (!server)
 		return -ENOMEM;
+	if (worker_count < 1 || worker_count > NET_SERVER_WORKERS_MAX) {
+		free(server);
+		return -EINVAL;
+	}
 	server->handler = handler;
 	server->ctx = ctx;
 	if (pthread_mutex_init(&server->recv_lock, NULL) != 0) {
 		free(server);
 		return -ENOMEM;
 	}
+	if (pthread_mutex_init(&server->workers_lock, NULL) != 0) {
+		pthread_mutex_destroy(&server->recv_lock);
+		free(server);
+		return -ENOMEM;
+	}
 	server->sock = nn_socket(AF_SP_RAW, NN_REP);
 	if (server->sock < 0) {
 		err = -nn_errno();
+		pthread_mutex_destroy(&server->workers_lock);
 		pthread_mutex_destroy(&server->recv_lock);
 		free(server);
 		return err;
@@ -314,37 +347,49 @@ int net_server_start(const char *url, int worker_count, net_handler_fn handler, 
 	    nn_bind(server->sock, url) < 0) {
 		err = -nn_errno();
 		nn_close(server->sock);
+		pthread_mutex_destroy(&server->workers_lock);
+		pthread_mutex_destroy(&server->workers_lock);
 		pthread_mutex_destroy(&server->recv_lock);
 		free(server);
 		return err;
 	}
-	server->workers = calloc((size_t)worker_count, sizeof(*server->workers));
+	server->workers = calloc(NET_SERVER_WORKERS_MAX, sizeof(*server->workers));
 	if (!server->workers) {
 		nn_close(server->sock);
+		pthread_mutex_destroy(&server->workers_lock);
 		pthread_mutex_destroy(&server->recv_lock);
 		free(server);
 		return -ENOMEM;
 	}
+	pthread_mutex_lock(&server->workers_lock);
 	for (int i = 0; i < worker_count; i++) {
 		if (pthread_create(&server->workers[i], NULL, net_server_worker, server) != 0) {
-			server->worker_count = i;
+			pthread_mutex_unlock(&server->workers_lock);
 			net_server_stop(server);
 			return -EAGAIN;
 		}
 		server->worker_count = i + 1;
 	}
+	pthread_mutex_unlock(&server->workers_lock);
 	*out = server;
 	return 0;
 }
 
 void net_server_stop(struct net_server *server)
 {
+	int count;
+
 	if (!server)
 		return;
 	atomic_store(&server->stopping, true);
-	for (int i = 0; i < server->worker_count; i++)
+	/* No worker starts once stopping is seen under the lock: the count is final. */
+	pthread_mutex_lock(&server->workers_lock);
+	count = server->worker_count;
+	pthread_mutex_unlock(&server->workers_lock);
+	for (int i = 0; i < count; i++)
 		pthread_join(server->workers[i], NULL);
 	nn_close(server->sock);
+	pthread_mutex_destroy(&server->workers_lock);
 	pthread_mutex_destroy(&server->recv_lock);
 	free(server->workers);
 	free(server);

@@ -48,8 +48,13 @@ typedef void (*net_handler_fn)(void *ctx, const void *request, size_t request_by
 
 struct net_server;
 
-/* Binds url and starts worker_count threads. Returns 0 or a negative errno
- * (-EADDRINUSE when the address is taken). */
+/* Workers of one server at most: see net_server_start. */
+#define NET_SERVER_WORKERS_MAX 1024
+
+/* Binds url and starts worker_count threads (1 to NET_SERVER_WORKERS_MAX); while every worker
+ * is busy with a request, it starts one more, up to NET_SERVER_WORKERS_MAX, so a handler may
+ * wait for a later request without stalling the server. Returns 0 or a negative errno
+ * (-EADDRINUSE when the address is taken, -EINVAL). */
 int net_server_start(const char *url, int worker_count, net_handler_fn handler, void *ctx,
 		     struct net_server **out);
 /* Stops the workers (each finishes the request it holds) and closes. */

@@ -149,16 +149,26 @@ static int store_decode(const uint8_t *key, size_t key_bytes, const uint8_t *val
 	return 0;
 }
 
-/* The stored item at key, decoded into arena: -ENOENT, -EIO, -ENOMEM. */
-static int store_read(struct store *store, const struct store_key *key, struct arena *arena,
+/* The item at key, decoded into arena: what gw staged for it (when given), else the stored
+ * one. -ENOENT, -EIO, -ENOMEM. */
+static int store_read(struct store *store, const struct store_key *key,
+		      const struct store_group_write *gw, struct arena *arena,
 		      Quorum__ItemRecord **record)
 {
 	char text[STORE_KEY_TEXT_BYTES];
 	char *error = NULL;
 	size_t value_bytes = 0;
+	const uint8_t *staged;
 	char *value;
 	int err;
 
+	if (gw && staged_writes_get(gw->writes, key->bytes, key->size_bytes, &staged,
+				    &value_bytes)) {
+		if (!staged)
+			return -ENOENT;
+		return store_decode(key->bytes, key->size_bytes, staged, value_bytes, arena,
+				    record);
+	}
 	value = leveldb_get(store->db, store->read_options, (const char *)key->bytes,
 			    key->size_bytes, &value_bytes, &error);
 	if (error) {
@@ -182,27 +192,23 @@ static uint64_t store_limit(const struct store *store, const struct store_group_
 	return gw && gw->item_max_bytes ? gw->item_max_bytes : store_item_max_bytes(store);
 }
 
-/* Puts value at key (deletes key when value is NULL): synced at once, or staged in gw's
- * batch. */
-static void store_write_batch(struct store *store, const struct store_key *key,
-			      const uint8_t *value, size_t value_bytes,
-			      struct store_group_write *gw, char **error)
+/* Puts value at key (deletes key when value is NULL): synced at once, or staged in gw.
+ * Returns 0 or -ENOMEM (staging); a write's failure is in *error. */
+static int store_write_batch(struct store *store, const struct store_key *key,
+			     const uint8_t *value, size_t value_bytes,
+			     struct store_group_write *gw, char **error)
 {
-	if (gw) {
-		if (value)
-			leveldb_writebatch_put(gw->batch, (const char *)key->bytes,
-					       key->size_bytes, (const char *)value, value_bytes);
-		else
-			leveldb_writebatch_delete(gw->batch, (const char *)key->bytes,
-						  key->size_bytes);
-		gw->staged = true;
-	} else if (value) {
+	if (gw)
+		return staged_writes_put(gw->writes, key->bytes, key->size_bytes, value,
+					 value_bytes);
+	if (value) {
 		leveldb_put(store->db, store->write_options, (const char *)key->bytes,
 			    key->size_bytes, (const char *)value, value_bytes, error);
 	} else {
 		leveldb_delete(store->db, store->write_options, (const char *)key->bytes,
 			       key->size_bytes, error);
 	}
+	return 0;
 }
 
 /* Seals and writes record at key, synced before it returns (with gw: in gw's batch). */
@@ -219,8 +225,10 @@ static int store_write(struct store *store, const struct store_key *key,
 	err = item_encode(record, &value, &value_bytes);
 	if (err < 0)
 		return err;
-	store_write_batch(store, key, value, value_bytes, gw, &error);
+	err = store_write_batch(store, key, value, value_bytes, gw, &error);
 	free(value);
+	if (err < 0)
+		return err;
 	if (error) {
 		store_describe_key(key->bytes, key->size_bytes, text, sizeof(text));
 		log_error("%s: write failed: %s", text, error);
@@ -520,14 +528,14 @@ int store_get(struct store *store, const Quorum__ItemKey *key, bool meta_only,
 	if (err < 0)
 		return err;
 	if (!meta_only)
-		return store_read(store, &storage_key, arena, out);
+		return store_read(store, &storage_key, NULL, arena, out);
 
 	/* getattr comes often: decode aside and copy all but the body, so a
 	 * large body is not carried in the caller's arena. */
 	scratch = arena_new();
 	if (!scratch)
 		return -ENOMEM;
-	err = store_read(store, &storage_key, scratch, &record);
+	err = store_read(store, &storage_key, NULL, scratch, &record);
 	if (err == 0)
 		err = store_copy_without_body(record, arena, out);
 	arena_free(scratch);
@@ -580,7 +588,7 @@ int store_put_at(struct store *store, const Quorum__PutItemRequest *request,
 
 	stripe = store_stripe(store, &key);
 	pthread_mutex_lock(stripe);
-	err = store_read(store, &key, scratch, &old);
+	err = store_read(store, &key, gw, scratch, &old);
 	if (err == -ENOENT) {
 		old = NULL;
 		err = 0;
@@ -647,7 +655,7 @@ int store_delete_at(struct store *store, const Quorum__DeleteItemRequest *reques
 
 	stripe = store_stripe(store, &key);
 	pthread_mutex_lock(stripe);
-	err = store_read(store, &key, scratch, &old);
+	err = store_read(store, &key, gw, scratch, &old);
 	if (err == -EIO && request->condition == QUORUM__CONDITION__COND_NONE) {
 		/* Without a condition nothing of the damaged value is needed:
 		 * let the user remove it. */
@@ -659,7 +667,7 @@ int store_delete_at(struct store *store, const Quorum__DeleteItemRequest *reques
 	}
 	if (err < 0)
 		goto unlock;
-	store_write_batch(store, &key, NULL, 0, gw, &error);
+	err = store_write_batch(store, &key, NULL, 0, gw, &error);
 	if (error) {
 		store_describe_key(key.bytes, key.size_bytes, text, sizeof(text));
 		log_error("%s: delete failed: %s", text, error);
@@ -807,7 +815,7 @@ int store_update_at(struct store *store, const Quorum__UpdateItemRequest *reques
 
 	stripe = store_stripe(store, &key);
 	pthread_mutex_lock(stripe);
-	err = store_read(store, &key, scratch, &record);
+	err = store_read(store, &key, gw, scratch, &record);
 	if (err < 0 || !changes)
 		goto unlock;
 	if (request->has_mode)

@@ -409,13 +409,22 @@ static int session_decode_record(const uint8_t *value, size_t value_bytes,
 	return session_decode(value, value_bytes, arena, out);
 }
 
-/* The client session of id in the group (NULL: none yet). -EIO when unreadable. */
+/* The client session of id in the group (NULL: none yet), as gw staged it or else as
+ * stored. -EIO when unreadable. */
 static int session_read(struct store_group *group, const Quorum__RequestId *id,
-			struct arena *arena, Quorum__ClientSession **out)
+			const struct store_group_write *gw, struct arena *arena,
+			Quorum__ClientSession **out)
 {
 	uint8_t key[SESSION_KEY_BYTES];
+	const uint8_t *staged;
+	size_t staged_bytes;
 
 	session_key(key, group->table_id, group->partition_id, id->client_id);
+	if (staged_writes_get(gw->writes, key, sizeof(key), &staged, &staged_bytes)) {
+		*out = NULL;
+		/* Staged by this apply from a decoded session: damage here is a bug. */
+		return staged ? session_decode(staged, staged_bytes, arena, out) : 0;
+	}
 	return record_read(group->store, key, sizeof(key), session_decode_record, arena, out,
 			   group->table_id, group->partition_id, "a client session");
 }
@@ -437,10 +446,9 @@ static int session_stage(struct store_group *group, const Quorum__RequestId *id,
 	if (err < 0)
 		return err;
 	session_key(key, group->table_id, group->partition_id, id->client_id);
-	leveldb_writebatch_put(gw->batch, (const char *)key, sizeof(key), (const char *)value,
-			       value_bytes);
+	err = staged_writes_put(gw->writes, key, sizeof(key), value, value_bytes);
 	free(value);
-	return 0;
+	return err;
 }
 
 struct sweep {
@@ -456,13 +464,17 @@ static int sweep_session(void *ctx, const uint8_t *key, size_t key_bytes,
 	struct sweep *sweep = ctx;
 	Quorum__ClientSession *session;
 
-	(void)key_bytes;
-	if (key_get_u64(key + 17) == sweep->client_id)
+	const uint8_t *staged;
+	size_t staged_bytes;
+
+	/* A session this batch wrote was just used (or dropped): the store's copy is stale. */
+	if (key_get_u64(key + 17) == sweep->client_id ||
+	    staged_writes_get(sweep->gw->writes, key, key_bytes, &staged, &staged_bytes))
 		return 0;
 	/* A damaged session is kept: reading it fails its client's next write loudly. */
 	if (session_decode(value, value_bytes, sweep->arena, &session) == 0 &&
 	    session_idle(session, sweep->now_ns))
-		leveldb_writebatch_delete(sweep->gw->batch, (const char *)key, key_bytes);
+		return staged_writes_put(sweep->gw->writes, key, key_bytes, NULL, 0);
 	return 0;
 }
 
@@ -503,7 +515,8 @@ static int group_split(struct store_group *group, Quorum__GroupState *state,
 {
 	Quorum__GroupState *existing, child = QUORUM__GROUP_STATE__INIT;
 	Quorum__SplitChild *added, **children;
-	struct session_copy copy = { gw->batch, group->table_id, split->child_partition_id };
+	struct session_copy copy = { gw->writes->batch, group->table_id,
+				      split->child_partition_id };
 	size_t keep;
 	int err;
 
@@ -540,7 +553,7 @@ static int group_split(struct store_group *group, Quorum__GroupState *state,
 		child.hash_first = added->hash_first;
 		child.hash_last = added->hash_last;
 		child.epoch = added->epoch;
-		err = state_stage(gw->batch, group->table_id, added->partition_id, &child);
+		err = state_stage(gw->writes->batch, group->table_id, added->partition_id, &child);
 		if (!err)
 			err = group_sessions(group, group->partition_id, copy_session, &copy);
 		if (err < 0)
@@ -716,7 +729,7 @@ static int apply_command(struct store_group *group, Quorum__GroupState *state,
 		return 0;
 	}
 	if (id) {
-		err = session_read(group, id, arena, &session);
+		err = session_read(group, id, gw, arena, &session);
 		if (err < 0)
 			return err;
 		switch (session_check(session, id, &reply)) {
@@ -751,65 +764,68 @@ static int apply_command(struct store_group *group, Quorum__GroupState *state,
 	return 0;
 }
 
-/* Applies entry a and the new state in one synced batch. */
-static int apply_one(struct store_group *group, Quorum__GroupState *state, struct group_apply *a,
-		     struct arena *state_arena)
+/* Writes what gw staged and the state (its applied slot the last staged entry's) in one
+ * synced write, when anything is pending. */
+static int apply_flush(struct store_group *group, const Quorum__GroupState *state,
+		       struct store_group_write *gw, bool *pending)
 {
-	struct store_group_write gw = { 0 };
 	struct store *store = group->store;
-	bool locked = false, route_changed = false;
 	char *error = NULL;
-	int err = 0;
+	int err;
 
-	a->status = 0;
-	a->result_bytes = 0;
-	state->applied_slot = a->slot;
-	gw.batch = leveldb_writebatch_create();
-	if (!gw.batch)
-		return -ENOMEM;
-	if (a->type == PAXOS_ENTRY_NORMAL) {
-		struct arena *arena = arena_new();
-		Quorum__GroupCommand *command;
-
-		if (!arena) {
-			leveldb_writebatch_destroy(gw.batch);
-			return -ENOMEM;
-		}
-		command = quorum__group_command__unpack(arena_protobuf_allocator(arena),
-							a->command_bytes, a->command);
-		if (!command || command->version < 1) {
-			a->status = -EINVAL;	/* a result: nothing changes but the slot */
-		} else {
-			if (command->op_case == QUORUM__GROUP_COMMAND__OP_SPLIT) {
-				pthread_mutex_lock(&store->groups_lock);
-				locked = true;
-				route_changed = true;
-			}
-			/* A split's new children live as long as the state. */
-			err = apply_command(group, state, command, a->slot, &gw,
-					    locked ? state_arena : arena, a);
-		}
-		if (!err)
-			err = state_stage(gw.batch, group->table_id, group->partition_id, state);
-		arena_free(arena);
-	} else {
-		err = state_stage(gw.batch, group->table_id, group->partition_id, state);
-	}
+	if (!*pending)
+		return 0;
+	err = state_stage(gw->writes->batch, group->table_id, group->partition_id, state);
 	if (!err) {
-		leveldb_write(store->db, store->write_options, gw.batch, &error);
+		leveldb_write(store->db, store->write_options, gw->writes->batch, &error);
 		if (error) {
-			log_error("group %" PRIu64 "/%" PRIu64 ": applying slot %" PRIu64
-				  " failed: %s", group->table_id, group->partition_id, a->slot,
-				  error);
+			log_error("group %" PRIu64 "/%" PRIu64 ": applying through slot %" PRIu64
+				  " failed: %s", group->table_id, group->partition_id,
+				  state->applied_slot, error);
 			leveldb_free(error);
 			err = -EIO;
 		}
 	}
-	if (locked)
-		pthread_mutex_unlock(&store->groups_lock);
-	leveldb_writebatch_destroy(gw.batch);
-	if (!err && route_changed)
-		route_follow(group, state);
+	staged_writes_clear(gw->writes);
+	*pending = false;
+	return err;
+}
+
+/* Applies the NORMAL entry a: staged in gw, except a split. A split reads the store (the
+ * child's state, the sessions to copy), so what was staged before it is written first, and
+ * it is written alone, under groups_lock; its new children live as long as the state. */
+static int apply_normal(struct store_group *group, Quorum__GroupState *state,
+			struct group_apply *a, struct store_group_write *gw,
+			struct arena *state_arena, bool *pending)
+{
+	struct arena *arena = arena_new();
+	Quorum__GroupCommand *command;
+	int err;
+
+	if (!arena)
+		return -ENOMEM;
+	command = quorum__group_command__unpack(arena_protobuf_allocator(arena), a->command_bytes,
+						a->command);
+	if (!command || command->version < 1) {
+		a->status = -EINVAL;	/* a result: nothing changes but the slot */
+		err = 0;
+	} else if (command->op_case != QUORUM__GROUP_COMMAND__OP_SPLIT) {
+		err = apply_command(group, state, command, a->slot, gw, arena, a);
+	} else {
+		err = apply_flush(group, state, gw, pending);
+		if (!err) {
+			pthread_mutex_lock(&group->store->groups_lock);
+			err = apply_command(group, state, command, a->slot, gw, state_arena, a);
+			state->applied_slot = a->slot;
+			*pending = true;
+			if (!err)
+				err = apply_flush(group, state, gw, pending);
+			pthread_mutex_unlock(&group->store->groups_lock);
+			if (!err)
+				route_follow(group, state);
+		}
+	}
+	arena_free(arena);
 	return err;
 }
 
@@ -836,26 +852,52 @@ static int config_decode(const uint8_t *value, size_t value_bytes, Quorum__Group
 	return 0;
 }
 
+/* Entries of one apply cycle staged at most this many bytes before they are written: the
+ * batch keeps a copy of every value. */
+#define APPLY_BATCH_BYTES_MAX (8u << 20)
+
+/* Every entry of the cycle in one synced batch: one fsync however many were committed. */
 static int group_apply(void *ctx, struct group_apply *entries, size_t count)
 {
 	struct store_group *group = ctx;
 	struct arena *arena = arena_new();
+	struct staged_writes writes;
+	struct store_group_write gw = { .writes = &writes };
 	Quorum__GroupState *state;
+	bool pending = false;
 	int err;
 
 	if (!arena)
 		return -ENOMEM;
+	err = staged_writes_init(&writes);
+	if (err < 0) {
+		arena_free(arena);
+		return err;
+	}
 	err = state_load(group, arena, &state);
 	for (size_t i = 0; i < count && !err; i++) {
 		struct group_apply *a = &entries[i];
 
 		if (a->slot <= state->applied_slot)
 			continue;	/* already in the store (a crash before the WAL knew) */
+		a->status = 0;
+		a->result_bytes = 0;
 		if (a->type == PAXOS_ENTRY_CONFIG)
 			err = config_decode(a->command, a->command_bytes, state, arena);
-		if (!err)
-			err = apply_one(group, state, a, arena);
+		else if (a->type == PAXOS_ENTRY_NORMAL)
+			err = apply_normal(group, state, a, &gw, arena, &pending);
+		if (err)
+			break;
+		if (a->slot > state->applied_slot) {
+			state->applied_slot = a->slot;
+			pending = true;
+		}
+		if (writes.size_bytes >= APPLY_BATCH_BYTES_MAX)
+			err = apply_flush(group, state, &gw, &pending);
 	}
+	if (!err)
+		err = apply_flush(group, state, &gw, &pending);
+	staged_writes_destroy(&writes);
 	arena_free(arena);
 	return err;
 }

@@ -5,6 +5,7 @@
 #define QUORUM_STORE_INTERNAL_H
 
 #include "cluster/arena.h"
+#include "cluster/staged_writes.h"
 #include "quorum.pb-c.h"
 
 #include <pthread.h>
@@ -29,13 +30,13 @@ struct store {
 	pthread_mutex_t groups_lock;
 };
 
-/* A committed command of a replication group: its item change is staged in batch, which
- * the group's apply writes (synced) together with the client session and the group's
- * state, so they are durable at once or not at all. */
+/* Committed commands of a replication group: their item changes are staged in writes,
+ * which the group's apply writes (synced) together with the client sessions and the group's
+ * state, so they are durable at once or not at all. A command reads the items and sessions
+ * earlier commands of the same batch staged (staged_writes_get) before the store's. */
 struct store_group_write {
-	leveldb_writebatch_t *batch;
+	struct staged_writes *writes;
 	uint64_t item_max_bytes;	/* the proposer's limit; 0: the store's */
-	bool staged;			/* an item change is in batch */
 };
 
 /* store_put, store_delete and store_update, staged in gw's batch (synced at once when gw

@@ -293,6 +293,71 @@ static void test_retried_write_applies_once(void **state)
 	remove_dir(dir_b);
 }
 
+/* A cycle's committed entries are applied in one batch: each must see what the earlier ones
+ * of the batch did (the item's version, a condition, the client's session), so one batch
+ * decides exactly what the same entries applied one by one decide. */
+static void test_one_batch_decides_like_single_entries(void **state)
+{
+	char *dir_a = temp_dir(), *dir_b = temp_dir();
+	Quorum__RequestId first = request_id(9, 1, 1), second = request_id(9, 2, 2);
+	Quorum__RequestId other_client = request_id(10, 1, 1);
+	size_t sizes[6], snap_a_bytes, snap_b_bytes;
+	uint8_t *commands[6], *snap_a, *snap_b;
+	struct group_apply single[6], batch[6];
+	const int expected[6] = { 0, 0, -EEXIST, -EEXIST, 0, -ETIMEDOUT };
+	struct store_group ga, gb;
+	struct group_sm sma, smb;
+	struct store *a, *b;
+	uint64_t through_a, through_b;
+
+	(void)state;
+	commands[0] = put_command_with("k", "a", true, &first, 0, &sizes[0]);
+	commands[1] = put_command_with("k", "a", true, &first, 0, &sizes[1]);
+	commands[2] = put_command_with("k", "c", true, &other_client, 0, &sizes[2]);
+	commands[3] = put_command_with("k", "c", true, &other_client, 0, &sizes[3]);
+	commands[4] = put_command_with("k", "b", false, &second, 0, &sizes[4]);
+	commands[5] = put_command_with("k", "a", true, &first, 0, &sizes[5]);
+	assert_int_equal(store_open(dir_a, &a), 0);
+	assert_int_equal(store_open(dir_b, &b), 0);
+	assert_int_equal(store_group_init(&ga, a, TABLE_ID, PARTITION_ID, 0, UINT64_MAX, 1), 0);
+	assert_int_equal(store_group_init(&gb, b, TABLE_ID, PARTITION_ID, 0, UINT64_MAX, 1), 0);
+	store_group_sm(&ga, &sma);
+	store_group_sm(&gb, &smb);
+
+	memset(batch, 0, sizeof(batch));
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(apply_at(&sma, (uint64_t)i + 1, commands[i], sizes[i], &single[i]),
+				 expected[i]);
+		batch[i].slot = (uint64_t)i + 1;
+		batch[i].type = PAXOS_ENTRY_NORMAL;
+		batch[i].command = commands[i];
+		batch[i].command_bytes = sizes[i];
+	}
+	assert_int_equal(smb.apply(smb.ctx, batch, 6), 0);
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(batch[i].status, single[i].status);
+		assert_int_equal(batch[i].result_bytes, single[i].result_bytes);
+		assert_memory_equal(batch[i].result, single[i].result, single[i].result_bytes);
+	}
+	assert_int_equal(item_version(b), 2);
+	/* The same items, sessions and applied slot. */
+	assert_int_equal(sma.snapshot_get(sma.ctx, &snap_a, &snap_a_bytes, &through_a), 0);
+	assert_int_equal(smb.snapshot_get(smb.ctx, &snap_b, &snap_b_bytes, &through_b), 0);
+	assert_int_equal(through_b, 6);
+	assert_int_equal(through_a, through_b);
+	assert_int_equal(snap_a_bytes, snap_b_bytes);
+	assert_memory_equal(snap_a, snap_b, snap_a_bytes);
+
+	free(snap_a);
+	free(snap_b);
+	for (int i = 0; i < 6; i++)
+		free(commands[i]);
+	store_close(a);
+	store_close(b);
+	remove_dir(dir_a);
+	remove_dir(dir_b);
+}
+
 /* The item limit is the proposer's, stamped in the command: every replica decides alike,
  * whatever limit it has heard of itself. */
 static void test_item_limit_comes_with_the_command(void **state)
@@ -652,6 +717,7 @@ int main(void)
 		cmocka_unit_test(test_apply_skips_applied_slots),
 		cmocka_unit_test(test_snapshot_round_trip),
 		cmocka_unit_test(test_retried_write_applies_once),
+		cmocka_unit_test(test_one_batch_decides_like_single_entries),
 		cmocka_unit_test(test_item_limit_comes_with_the_command),
 		cmocka_unit_test(test_split_through_the_log),
 		cmocka_unit_test(test_snapshot_names_a_missed_split),

@@ -60,6 +60,27 @@ static void test_crc32c_known_values(void **state)
 	assert_true(crc32c_extend(crc32c("1234", 4), "56789", 5) == 0xE3069283u);
 }
 
+/* The iSCSI vectors (RFC 3720, B.4): 32 bytes, long enough for the 8-byte hardware steps. */
+static void test_crc32c_rfc3720_vectors(void **state)
+{
+	uint8_t buf[32 + 7];
+
+	(void)state;
+	memset(buf, 0, sizeof(buf));
+	assert_true(crc32c(buf, 32) == 0x8A9136AAu);
+	memset(buf, 0xff, sizeof(buf));
+	assert_true(crc32c(buf, 32) == 0x62A8AB43u);
+	/* Ascending bytes, at every alignment. */
+	for (int offset = 0; offset < 8; offset++) {
+		for (int i = 0; i < 32; i++)
+			buf[offset + i] = (uint8_t)i;
+		assert_true(crc32c(buf + offset, 32) == 0x46DD794Eu);
+	}
+	/* Every split of it extends to the same value. */
+	for (size_t cut = 0; cut <= 32; cut++)
+		assert_true(crc32c_extend(crc32c(buf, cut), buf + cut, 32 - cut) == crc32c(buf, 32));
+}
+
 static void test_round_trip(void **state)
 {
 	struct sample s;
@@ -215,6 +236,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32c_known_values),
+		cmocka_unit_test(test_crc32c_rfc3720_vectors),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_empty_body),
 		cmocka_unit_test(test_every_bit_flip_is_detected),
