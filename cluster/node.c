@@ -28,6 +28,7 @@
 
 #include "cluster/census.h"
 #include "cluster/clock.h"
+#include "cluster/disk_space.h"
 #include "cluster/item.h"
 #include "cluster/keys.h"
 #include "cluster/load.h"
@@ -91,6 +92,7 @@ struct node_options {
 	int64_t heartbeat_ms;
 	int64_t tick_ms;
 	uint32_t election_ticks;
+	int64_t disk_reserve_bytes;	/* < 0: the default of disk_space.h */
 };
 
 struct node {
@@ -101,6 +103,7 @@ struct node {
 	struct meta_client *meta;   /* one meta, or the replicated metas */
 	struct load *load;          /* what the groups serve, for the heartbeat */
 	struct census *census;      /* the meta thread's */
+	struct disk_space *disk_space;  /* the data filesystem's reserve */
 	/* The meta thread owns these once it runs. */
 	uint64_t node_id;
 	int meta_error;             /* last failure talking to meta, 0 when fine */
@@ -128,13 +131,20 @@ static void node_usage(FILE *out)
 		"  -a, --az NAME           availability zone label of this node (e.g. a)\n"
 		"  -d, --data DIR          data directory, created if missing: items in\n"
 		"                          DIR/items (LevelDB), the node id in DIR/node_id\n"
-		"  -w, --workers N         request worker threads (default %d, %d to %d);\n"
-		"                          a quarter (at least 1) never waits on a group\n"
+		"  -w, --workers N         request worker threads started (default %d, %d to\n"
+		"                          %d); more start while all are busy, up to 1024, of\n"
+		"                          which N/4 (at least 1) never wait on a group\n"
 		"  -b, --heartbeat-ms N    interval of heartbeats to meta in milliseconds\n"
 		"                          (default %d, %d to %d)\n"
 		"  -T, --tick-ms N         one Paxos tick in milliseconds (default %d, 1 to %d)\n"
 		"  -E, --election-ticks N  election timeout in ticks, drawn in [N, 2N) (default\n"
 		"                          %d, %d to %d); the leader lease is 3/5 of it\n"
+		"  -R, --disk-reserve-bytes N  free space kept on the data filesystem\n"
+		"                          (bytes; KiB, MiB, GiB suffixes): below it new\n"
+		"                          writes are refused with ENOSPC, below half of it\n"
+		"                          deletes too, below a quarter the node persists no\n"
+		"                          replicated entry; 0 disables the checks (default\n"
+		"                          64 MiB, or 5%% of the filesystem if that is less)\n"
 		"  -h, --help              show this help and exit\n"
 		"  -V, --version           show the version and exit\n"
 		"\n"
@@ -190,6 +200,7 @@ static int node_parse_options(int argc, char **argv, struct node_options *option
 		{ "heartbeat-ms", required_argument, NULL, 'b' },
 		{ "tick-ms", required_argument, NULL, 'T' },
 		{ "election-ticks", required_argument, NULL, 'E' },
+		{ "disk-reserve-bytes", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -201,7 +212,8 @@ static int node_parse_options(int argc, char **argv, struct node_options *option
 	options->heartbeat_ms = NODE_HEARTBEAT_MS_DEFAULT;
 	options->tick_ms = REPLICAS_TICK_MS_DEFAULT;
 	options->election_ticks = REPLICAS_ELECTION_TICKS_DEFAULT;
-	while ((c = getopt_long(argc, argv, "l:m:a:d:w:b:T:E:hV", long_options, NULL)) != -1) {
+	options->disk_reserve_bytes = -1;
+	while ((c = getopt_long(argc, argv, "l:m:a:d:w:b:T:E:R:hV", long_options, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			options->listen_url = optarg;
@@ -248,6 +260,13 @@ static int node_parse_options(int argc, char **argv, struct node_options *option
 				return -EINVAL;
 			}
 			options->election_ticks = (uint32_t)value;
+			break;
+		case 'R':
+			if (disk_space_parse_bytes(optarg, &options->disk_reserve_bytes) < 0) {
+				fprintf(stderr, "quorumd: --disk-reserve-bytes wants a size such "
+					"as 67108864 or 64MiB, not '%s'\n", optarg);
+				return -EINVAL;
+			}
 			break;
 		case 'h':
 			node_usage(stdout);
@@ -786,9 +805,16 @@ static int node_propose(struct node *node, Quorum__GroupCommand *command,
 		return -ENOMEM;
 	}
 	quorum__group_command__pack(command, packed);
-	err = replicas_propose(node->replicas, key->table_id,
-			       key_hash(key->partition_key.data, key->partition_key.len), packed,
-			       command_bytes, NODE_PROPOSAL_TIMEOUT_MS, &outcome);
+	/* Refused before it enters the log when the replicas could not store it (see
+	 * disk_space.h): a prompt ENOSPC rather than a group failing on a full disk. */
+	err = replicas_check_space(node->replicas, key->table_id,
+				   key_hash(key->partition_key.data, key->partition_key.len),
+				   command->op_case == QUORUM__GROUP_COMMAND__OP_DELETE_ITEM ?
+				   DISK_SPACE_USE_DELETE : DISK_SPACE_USE_WRITE, &outcome);
+	if (err == 0)
+		err = replicas_propose(node->replicas, key->table_id,
+				       key_hash(key->partition_key.data, key->partition_key.len),
+				       packed, command_bytes, NODE_PROPOSAL_TIMEOUT_MS, &outcome);
 	if (err < 0) {
 		replicas_fail_response(response, arena, err, &outcome);
 		return err;
@@ -1132,15 +1158,24 @@ int main(int argc, char **argv)
 		log_error("data directory path too long: %s", node.options.data_dir);
 		return 1;
 	}
+	err = disk_space_new(node.options.data_dir, node.options.disk_reserve_bytes,
+			     &node.disk_space);
+	if (err < 0) {
+		log_error("cannot read the free space of %s: %s", node.options.data_dir,
+			  strerror(-err));
+		return 1;
+	}
 	err = store_open(items_dir, &node.store);
 	if (err < 0) {
 		log_error("cannot open the item store in %s: %s", items_dir, strerror(-err));
+		disk_space_free(node.disk_space);
 		return 1;
 	}
 	err = node_init_sync(&node);
 	if (err < 0) {
 		log_error("cannot initialise: %s", strerror(-err));
 		store_close(node.store);
+		disk_space_free(node.disk_space);
 		return 1;
 	}
 	{
@@ -1148,9 +1183,12 @@ int main(int argc, char **argv)
 			.data_dir = node.options.data_dir,
 			.tick_ms = node.options.tick_ms,
 			.election_ticks = node.options.election_ticks,
-			.waiting_max = node.options.worker_count -
+			/* The pool grows while every worker is busy (net.h): a quarter of the
+			 * initial count is kept for the peers' messages even when it is full. */
+			.waiting_max = NET_SERVER_WORKERS_MAX -
 				       (node.options.worker_count / 4 > 1 ?
 					node.options.worker_count / 4 : 1),
+			.disk_space = node.disk_space,
 		};
 
 		err = replicas_new(node.store, &replicas_options, &node.replicas);
@@ -1158,6 +1196,7 @@ int main(int argc, char **argv)
 	if (err < 0) {
 		log_error("cannot initialise the replication groups: %s", strerror(-err));
 		store_close(node.store);
+		disk_space_free(node.disk_space);
 		return 1;
 	}
 	err = load_new(&node.load);
@@ -1176,8 +1215,12 @@ int main(int argc, char **argv)
 		meta_client_free(node.meta);
 		replicas_free(node.replicas);
 		store_close(node.store);
+		disk_space_free(node.disk_space);
 		return 1;
 	}
+	log_info("data filesystem reserve: %" PRIu64 " bytes%s",
+		 disk_space_reserve_bytes(node.disk_space),
+		 node.options.disk_reserve_bytes < 0 ? " (default)" : "");
 	/* Logged before the meta thread runs: from then on it owns node_id. */
 	if (node.node_id != 0)
 		log_info("serving on %s, az %s, node id %" PRIu64 ", data %s, meta %s",
@@ -1196,6 +1239,7 @@ int main(int argc, char **argv)
 		meta_client_free(node.meta);
 		replicas_free(node.replicas);
 		store_close(node.store);
+		disk_space_free(node.disk_space);
 		return 1;
 	}
 
@@ -1220,6 +1264,7 @@ int main(int argc, char **argv)
 	load_free(node.load);
 	meta_client_free(node.meta);
 	store_close(node.store);
+	disk_space_free(node.disk_space);
 	pthread_cond_destroy(&node.wake);
 	pthread_mutex_destroy(&node.lock);
 	log_info("stopped");

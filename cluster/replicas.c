@@ -10,6 +10,7 @@
 #include "cluster/replicas.h"
 
 #include "cluster/clock.h"
+#include "cluster/disk_space.h"
 #include "cluster/group.h"
 #include "cluster/io.h"
 #include "cluster/keys.h"
@@ -71,6 +72,9 @@ struct peer {
 	int64_t last_ok_ms;		/* 0: never answered */
 	int64_t last_log_ms;
 	uint64_t dropped;
+	/* How short of space the peer said it is in its last reply, and when (0: never). */
+	enum disk_space_level space_level;
+	int64_t space_level_ms;
 };
 
 struct peer_msg {
@@ -134,6 +138,7 @@ struct hosted {
 	bool seen;			/* replicas_assign: still assigned */
 	bool orphan_warned;		/* logged once: neither assigned nor retired */
 	bool handing_off;		/* under lock: replicas_hand_off asked it to step down */
+	int64_t space_hand_off_ms;	/* under lock: last hand-off for want of space; 0: none */
 
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -306,13 +311,22 @@ static void *peer_main(void *arg)
 		net_message_free(reply);
 		pthread_mutex_lock(&peer->lock);
 		peer->last_ok_ms = clock_monotonic_ms();
+		if (response) {
+			peer->space_level = response->has_disk_space_level &&
+					    response->disk_space_level <= DISK_SPACE_NO_LOG ?
+					    (enum disk_space_level)response->disk_space_level :
+					    DISK_SPACE_OK;
+			peer->space_level_ms = peer->last_ok_ms;
+		}
 		pthread_mutex_unlock(&peer->lock);
 		if (!response) {
 			peer_log(peer, "Paxos message", "malformed reply");
 			continue;
 		}
-		if (response->status < 0 && response->status != -ENOENT)
-			/* -ENOENT: the peer did not open the group yet (its heartbeat comes). */
+		if (response->status < 0 && response->status != -ENOENT &&
+		    response->status != -ENOSPC)
+			/* -ENOENT: the peer did not open the group yet (its heartbeat comes);
+			 * -ENOSPC: it is short of space and logs that itself. */
 			peer_log(peer, "refused a Paxos message",
 				 response->message ? response->message : strerror(-response->status));
 		quorum__response__free_unpacked(response, NULL);
@@ -613,13 +627,19 @@ static void *hosted_main(void *arg)
 	if (catch_up_max < TICK_CATCH_UP_MIN)
 		catch_up_max = TICK_CATCH_UP_MIN;
 
+	/* With nothing in the inbox the thread sleeps a heartbeat interval, not a tick, and
+	 * then runs the ticks due: timers are never early, at most a heartbeat late, and an
+	 * idle group wakes a third as often. Work wakes it at once, and catches the ticks up
+	 * first (below). */
+	int64_t idle_wait_ms = tick_ms * (h->config.heartbeat_ticks ? h->config.heartbeat_ticks : 1);
+
 	for (;;) {
 		struct inbox_item *items;
-		int64_t now_ms;
+		int64_t now_ms, wake_ms = next_tick_ms - tick_ms + idle_wait_ms;
 
 		pthread_mutex_lock(&h->lock);
-		while (!h->stop && !h->head && clock_monotonic_ms() < next_tick_ms)
-			cond_wait_until(&h->wake, &h->lock, next_tick_ms);
+		while (!h->stop && !h->head && clock_monotonic_ms() < wake_ms)
+			cond_wait_until(&h->wake, &h->lock, wake_ms);
 		if (h->stop) {
 			pthread_mutex_unlock(&h->lock);
 			break;
@@ -674,6 +694,13 @@ static void *hosted_main(void *arg)
 			struct group_status status;
 
 			group_status(h->group, &status);
+			/* Leader changes are rare and explain latency spikes: worth a line. */
+			if (status.paxos.role == PAXOS_LEADER &&
+			    (!h->has_status || h->status.paxos.role != PAXOS_LEADER))
+				log_info("group %" PRIu64 "/%" PRIu64 ": leading (round %" PRIu64
+					 ", elections started here %" PRIu64 ")", h->table_id,
+					 h->partition_id, status.paxos.ballot.round,
+					 status.paxos.counters.elections);
 			pthread_mutex_lock(&h->lock);
 			h->status = status;
 			h->has_status = true;
@@ -1218,9 +1245,17 @@ int replicas_report(struct replicas *r, struct arena *arena, Quorum__GroupReport
 	return err;
 }
 
+/* Whether stepping msg makes this replica write log entries or a snapshot to disk. */
+static bool paxos_msg_needs_space(const struct paxos_msg *msg)
+{
+	return ((msg->type == PAXOS_MSG_ACCEPT || msg->type == PAXOS_MSG_LEARN) &&
+		msg->entry_count > 0) || msg->type == PAXOS_MSG_SNAPSHOT;
+}
+
 void replicas_handle_paxos(struct replicas *r, const Quorum__PaxosMessage *message,
 			   Quorum__Response *response, struct arena *arena)
 {
+	enum disk_space_level level = DISK_SPACE_OK;
 	struct inbox_item *item;
 	struct hosted *h;
 	size_t packed_bytes;
@@ -1228,6 +1263,13 @@ void replicas_handle_paxos(struct replicas *r, const Quorum__PaxosMessage *messa
 	struct paxos_wire_group id;
 	int err;
 
+	/* Every reply tells the sender how short of space this node is (its leader's
+	 * replicas_check_space reads it). */
+	if (r->options.disk_space) {
+		level = disk_space_level(r->options.disk_space, clock_monotonic_ms());
+		response->has_disk_space_level = true;
+		response->disk_space_level = level;
+	}
 	h = hosted_find(r, message->table_id, true, message->partition_id);
 	if (!h) {
 		rpc_fail(response, arena, -ENOENT, "group %" PRIu64 "/%" PRIu64
@@ -1254,6 +1296,11 @@ void replicas_handle_paxos(struct replicas *r, const Quorum__PaxosMessage *messa
 	}
 	if (!err && item->msg.to != h->self_id)
 		err = -EINVAL;
+	/* Below the last reserve, entries are not persisted at all (disk_space.h): the
+	 * replica falls behind instead of failing its WAL, and catches up later. */
+	if (!err && disk_space_refuses(level, DISK_SPACE_USE_LOG) &&
+	    paxos_msg_needs_space(&item->msg))
+		err = -ENOSPC;
 	if (err) {
 		int64_t now_ms = clock_monotonic_ms();
 		bool log_it;
@@ -1497,6 +1544,114 @@ int replicas_propose_partition(struct replicas *r, uint64_t table_id, uint64_t p
 {
 	return replicas_submit(r, table_id, true, partition_id, INBOX_PROPOSE, command,
 			       command_bytes, timeout_ms, outcome);
+}
+
+/* What the peer's last reply said of its space, or OK when it is older than this. */
+#define PEER_SPACE_FRESH_MS 2000
+
+/* The level member id last reported, OK when unknown. Called with h->lock held. */
+static enum disk_space_level member_space_level_locked(struct hosted *h, uint32_t id,
+							int64_t now_ms)
+{
+	enum disk_space_level level = DISK_SPACE_OK;
+
+	for (size_t i = 0; i < h->member_count; i++) {
+		struct peer *peer = h->members[i].peer;
+
+		if (h->members[i].id != id || !peer)
+			continue;
+		pthread_mutex_lock(&peer->lock);
+		if (peer->space_level_ms && now_ms - peer->space_level_ms <= PEER_SPACE_FRESH_MS)
+			level = peer->space_level;
+		pthread_mutex_unlock(&peer->lock);
+	}
+	return level;
+}
+
+/* Hands the leadership of h to node to, at most once a second; true when it was asked now. */
+static bool hosted_space_hand_off(struct hosted *h, uint32_t to, int64_t now_ms)
+{
+	struct inbox_item *item;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->space_hand_off_ms && now_ms - h->space_hand_off_ms < 1000) {
+		pthread_mutex_unlock(&h->lock);
+		return false;
+	}
+	item = calloc(1, sizeof(*item));
+	if (item) {
+		h->space_hand_off_ms = now_ms;
+		item->kind = INBOX_TRANSFER;
+		item->transfer_to = to;
+		inbox_push_locked(h, item);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return item != NULL;
+}
+
+int replicas_check_space(struct replicas *r, uint64_t table_id, uint64_t hash, int use,
+			 struct replicas_outcome *outcome)
+{
+	enum disk_space_use space_use = (enum disk_space_use)use;
+	enum disk_space_level self, others[PAXOS_MEMBERS_MAX];
+	int64_t now_ms = clock_monotonic_ms();
+	size_t other_count = 0, short_count = 0, voters;
+	uint32_t roomy_id = 0;
+	bool leads;
+	struct hosted *h;
+	int err = 0;
+
+	memset(outcome, 0, sizeof(*outcome));
+	if (!r->options.disk_space)
+		return 0;
+	h = hosted_find(r, table_id, false, hash);
+	if (!h)
+		return 0;
+	self = disk_space_level(r->options.disk_space, now_ms);
+	pthread_mutex_lock(&h->lock);
+	leads = h->has_status && h->status.paxos.role == PAXOS_LEADER;
+	for (size_t i = 0; leads && i < h->status.paxos.member_count; i++) {
+		uint32_t id = h->status.paxos.members[i];
+
+		/* A joining member does not vote: its disk decides nothing. */
+		if (id == h->self_id || h->status.paxos.member_joining[i])
+			continue;
+		others[other_count] = member_space_level_locked(h, id, now_ms);
+		if (disk_space_refuses(others[other_count], space_use))
+			short_count++;
+		else if (!roomy_id)
+			roomy_id = id;
+		other_count++;
+	}
+	pthread_mutex_unlock(&h->lock);
+	voters = other_count + 1;
+	if (!leads || !disk_space_group_refuses(self, others, other_count, space_use)) {
+		hosted_release(r, h);
+		return 0;
+	}
+	if (disk_space_refuses(self, space_use) && other_count - short_count >= voters / 2 + 1) {
+		/* Only this leader is short, and the others make a majority without it: it
+		 * hands the group to one of them and the router retries there (-EAGAIN).
+		 * One full node of three must not stop the writes of the groups it leads. */
+		if (hosted_space_hand_off(h, roomy_id, now_ms))
+			log_info("group %" PRIu64 "/%" PRIu64 ": short of space: handing the "
+				 "leadership to node %" PRIu32, h->table_id, h->partition_id,
+				 roomy_id);
+		snprintf(outcome->why, sizeof(outcome->why),
+			 "group %" PRIu64 "/%" PRIu64 ": its leader is short of space and hands "
+			 "over to node %" PRIu32 "; retry", h->table_id, h->partition_id, roomy_id);
+		err = -EAGAIN;
+	} else {
+		snprintf(outcome->why, sizeof(outcome->why),
+			 "group %" PRIu64 "/%" PRIu64 ": no space left: %s, and %zu of its %zu "
+			 "other replicas are short of space", h->table_id, h->partition_id,
+			 disk_space_refuses(self, space_use) ?
+			 "this node (its leader) is short of space" : "its leader has room",
+			 short_count, other_count);
+		err = -ENOSPC;
+	}
+	hosted_release(r, h);
+	return err;
 }
 
 int replicas_change_members(struct replicas *r, uint64_t table_id, uint64_t partition_id,

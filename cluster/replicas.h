@@ -22,8 +22,10 @@
  *
  * Client requests (from node.c's rpc workers): replicas_propose and replicas_read_barrier
  * hand the command or read to the group thread and wait for its outcome up to a bound. Peer
- * messages come through the same rpc workers, so only waiting_max requests may wait at once:
- * if every worker waited for a commit, none would be left to take the peers' acceptances.
+ * messages come through the same rpc workers, so only waiting_max requests may wait at once
+ * (the rest get -EAGAIN): if every worker waited for a commit, none would be left to take the
+ * peers' acceptances. The rpc server starts workers while all are busy (net.h), so
+ * waiting_max may be close to its most.
  *
  * Every function is thread-safe and returns 0 or a negative errno. */
 #ifndef QUORUM_REPLICAS_H
@@ -50,6 +52,8 @@ struct replicas_options {
 	 * node's rpc workers beyond this stay free for Paxos messages, without which no
 	 * waiting request could ever complete. */
 	int waiting_max;
+	/* The node's free-space reserve (disk_space.h), or NULL for no checks. Not owned. */
+	struct disk_space *disk_space;
 };
 
 /* What became of a proposal or read that did not simply succeed. */
@@ -102,6 +106,16 @@ void replicas_handle_paxos(struct replicas *replicas, const Quorum__PaxosMessage
 int replicas_propose(struct replicas *replicas, uint64_t table_id, uint64_t hash,
 		     const uint8_t *command, size_t command_bytes, int64_t timeout_ms,
 		     struct replicas_outcome *outcome);
+
+/* Whether the group of table_id holding hash, if this node leads it, can take a request of use
+ * (enum disk_space_use) without running a replica's disk dry (disk_space_group_refuses, over
+ * this node's level and the levels its peers sent with their last Paxos replies). Returns
+ * -ENOSPC with outcome->why set when it cannot; -EAGAIN when only this leader is short and
+ * the others make a majority (it hands the leadership to one of them: retry there); else 0
+ * (also when this node does not lead the group or hosts none: the proposal then answers as
+ * usual). */
+int replicas_check_space(struct replicas *replicas, uint64_t table_id, uint64_t hash, int use,
+			 struct replicas_outcome *outcome);
 
 /* Fails a client's response with err and the outcome's why; -EREMOTE carries the leader
  * the group knows, so the router retries there. */

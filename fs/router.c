@@ -1269,8 +1269,12 @@ int router_cluster_stats(struct router *router, struct router_cluster_stats *out
 	if (err < 0)
 		return err;
 	answer = response->cluster_info;
-	out->capacity_bytes = answer->capacity_bytes;
-	out->free_bytes = answer->free_bytes;
+	/* What a user can store (each item once per AZ), when meta knows it; an older meta
+	 * only sums every node's space, every replica counted. */
+	out->capacity_bytes = answer->has_usable_capacity_bytes ? answer->usable_capacity_bytes :
+			      answer->capacity_bytes;
+	out->free_bytes = answer->has_usable_free_bytes ? answer->usable_free_bytes :
+			  answer->free_bytes;
 	out->nodes_up = answer->nodes_up;
 	out->nodes_total = answer->nodes_total;
 	out->table_count = answer->table_count;

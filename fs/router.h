@@ -88,6 +88,8 @@ struct router_table_update {
 int router_update_table(struct router *router, const char *name,
 			const struct router_table_update *update, struct router_table *out);
 
+/* capacity_bytes and free_bytes: what users can store, every item counted once though it has
+ * a replica in each of three AZs (ClusterInfoResponse.usable_*). */
 struct router_cluster_stats {
 	uint64_t capacity_bytes, free_bytes;
 	uint32_t nodes_up, nodes_total, table_count;

@@ -1577,21 +1577,42 @@ int catalog_cluster_info(struct catalog *catalog, int64_t now_ms, uint64_t item_
 			 struct arena *arena, Quorum__ClusterInfoResponse **out)
 {
 	Quorum__ClusterInfoResponse *response = arena_alloc(arena, sizeof(*response));
+	struct placement_node *azs = NULL;
+	uint64_t *capacity = NULL, *free_bytes = NULL;
 
 	if (!response)
 		return -ENOMEM;
 	quorum__cluster_info_response__init(response);
 	response->item_max_bytes = item_max_bytes;
 	pthread_mutex_lock(&catalog->lock);
+	if (catalog->node_count > 0) {
+		azs = arena_alloc(arena, catalog->node_count * sizeof(*azs));
+		capacity = arena_alloc(arena, catalog->node_count * sizeof(*capacity));
+		free_bytes = arena_alloc(arena, catalog->node_count * sizeof(*free_bytes));
+		if (!azs || !capacity || !free_bytes) {
+			pthread_mutex_unlock(&catalog->lock);
+			return -ENOMEM;
+		}
+	}
 	for (size_t n = 0; n < catalog->node_count; n++) {
 		const struct catalog_node *node = &catalog->nodes[n];
 
-		if (!catalog_node_up(catalog, node, now_ms))
+		azs[n] = (struct placement_node){ .id = node->id, .az = node->az,
+						  .up = catalog_node_up(catalog, node, now_ms) };
+		capacity[n] = node->capacity_bytes;
+		free_bytes[n] = node->free_bytes < node->capacity_bytes ? node->free_bytes :
+				node->capacity_bytes;
+		if (!azs[n].up)
 			continue;
 		response->nodes_up++;
 		response->capacity_bytes += node->capacity_bytes;
 		response->free_bytes += node->free_bytes;
 	}
+	/* What statfs shows a user: each item is stored once per AZ (placement.h). */
+	response->has_usable_capacity_bytes = response->has_usable_free_bytes = true;
+	response->usable_capacity_bytes = placement_usable_bytes(azs, capacity,
+								 catalog->node_count);
+	response->usable_free_bytes = placement_usable_bytes(azs, free_bytes, catalog->node_count);
 	response->nodes_total = (uint32_t)catalog->node_count;
 	response->table_count = (uint32_t)catalog->table_count;
 	pthread_mutex_unlock(&catalog->lock);

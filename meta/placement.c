@@ -114,3 +114,56 @@ int placement_hash_range(uint32_t index, uint32_t count, uint64_t *first, uint64
 		*last = (uint64_t)(space * (index + 1) / count - 1);
 	return 0;
 }
+
+/* The total of the up nodes of node first's AZ, when first is that AZ's first up node in
+ * the list; else 0 (the AZ was counted at its first node). */
+static uint64_t placement_az_bytes(const struct placement_node *nodes, const uint64_t *bytes,
+				   size_t node_count, size_t first)
+{
+	uint64_t total = 0;
+
+	if (!nodes[first].up)
+		return 0;
+	for (size_t j = 0; j < first; j++)
+		if (nodes[j].up && strcmp(nodes[j].az, nodes[first].az) == 0)
+			return 0;
+	for (size_t j = first; j < node_count; j++)
+		if (nodes[j].up && strcmp(nodes[j].az, nodes[first].az) == 0)
+			total += bytes[j];
+	return total;
+}
+
+/* Whether the AZs, each giving at most usable bytes, hold PLACEMENT_REPLICAS * usable. */
+static bool placement_fits(const struct placement_node *nodes, const uint64_t *bytes,
+			   size_t node_count, uint64_t usable)
+{
+	uint64_t held = 0;
+
+	for (size_t i = 0; i < node_count; i++) {
+		uint64_t az_bytes = placement_az_bytes(nodes, bytes, node_count, i);
+
+		held += az_bytes < usable ? az_bytes : usable;
+	}
+	return held / PLACEMENT_REPLICAS >= usable;
+}
+
+uint64_t placement_usable_bytes(const struct placement_node *nodes, const uint64_t *bytes,
+				size_t node_count)
+{
+	uint64_t low = 0, high = 0;
+
+	/* A third of the total bounds it; scaled down so that the sums cannot overflow. */
+	for (size_t i = 0; i < node_count; i++)
+		if (nodes[i].up)
+			high += bytes[i] / PLACEMENT_REPLICAS + 1;
+	/* Binary search: fits is true at 0 and monotone (false past the answer). */
+	while (low < high) {
+		uint64_t middle = low + (high - low + 1) / 2;
+
+		if (placement_fits(nodes, bytes, node_count, middle))
+			low = middle;
+		else
+			high = middle - 1;
+	}
+	return low;
+}

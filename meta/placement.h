@@ -43,4 +43,12 @@ int placement_choose_replicas(struct placement_node *nodes, size_t node_count,
  * -EINVAL when count is 0 or index >= count. */
 int placement_hash_range(uint32_t index, uint32_t count, uint64_t *first, uint64_t *last);
 
+/* What a user can store on the up nodes, bytes[i] being node i's figure (capacity or free
+ * space): every item takes PLACEMENT_REPLICAS replicas in as many distinct AZs, so this is
+ * the largest D such that the AZs, each counted for at most D, hold PLACEMENT_REPLICAS * D
+ * bytes. With three AZs it is the smallest AZ's total; with fewer it is 0 (nothing can be
+ * placed); with more, at most a third of the total. */
+uint64_t placement_usable_bytes(const struct placement_node *nodes, const uint64_t *bytes,
+				size_t node_count);
+
 #endif

@@ -230,6 +230,32 @@ static void test_hash_ranges(void **state)
 	assert_int_equal(placement_hash_range(0, 0, &first, &last), -EINVAL);
 }
 
+/* Usable space: each item once per AZ, so the smallest of three AZs; nothing with fewer. */
+static void test_usable_bytes(void **state)
+{
+	struct placement_node nodes[] = {
+		{ .id = 1, .az = "a", .up = true }, { .id = 2, .az = "b", .up = true },
+		{ .id = 3, .az = "c", .up = true }, { .id = 4, .az = "c", .up = true },
+		{ .id = 5, .az = "d", .up = false },
+	};
+	uint64_t bytes[] = { 300, 200, 150, 100, 1000 };
+
+	(void)state;
+	/* c holds 250 on two nodes: b's 200 is the least. */
+	assert_int_equal(placement_usable_bytes(nodes, bytes, 5), 200);
+	/* Down nodes count for nothing: two AZs up place nothing. */
+	nodes[0].up = false;
+	assert_int_equal(placement_usable_bytes(nodes, bytes, 5), 0);
+	/* Four AZs: at most a third of the total, each AZ giving at most D. */
+	nodes[0].up = nodes[4].up = true;
+	bytes[4] = 300;
+	assert_int_equal(placement_usable_bytes(nodes, bytes, 5), 350);
+	assert_int_equal(placement_usable_bytes(nodes, bytes, 0), 0);
+	bytes[0] = bytes[1] = bytes[2] = UINT64_MAX / 8;
+	nodes[3].up = nodes[4].up = false;
+	assert_int_equal(placement_usable_bytes(nodes, bytes, 5), UINT64_MAX / 8);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -242,6 +268,7 @@ int main(void)
 		cmocka_unit_test(test_two_azs_again),
 		cmocka_unit_test(test_down_az_again),
 		cmocka_unit_test(test_hash_ranges),
+		cmocka_unit_test(test_usable_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
