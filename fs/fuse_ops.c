@@ -11,7 +11,10 @@
  *
  * Kernel caching: entries and attributes are cached 1 s (10 s with
  * consistency=eventual; an open item's attributes are not cached), misses
- * are not cached, and items are opened with direct I/O and no writeback
+ * are not cached. The daemon keeps what the cluster last said of each item
+ * inode (inode_note_attr) and answers lookup and getattr from it within the
+ * same timeout, counted from when it asked, giving the kernel only the rest
+ * of it. Items are opened with direct I/O and no writeback
  * cache: every read is served from, and every write reaches, the open
  * file's own buffer (its version of the item), which is put whole at
  * flush/fsync (handle.c); see fs_open_set_caching. */
@@ -65,6 +68,7 @@ struct fs {
 	uint32_t uid, gid;
 	int64_t root_mtime_ns, root_ctime_ns;
 	double cache_timeout_s;
+	int64_t cache_timeout_ms;  /* the same, for the inodes' metadata (inode_note_attr) */
 	uint64_t item_max_bytes;
 };
 
@@ -218,6 +222,22 @@ static void fs_entry_init(const struct fs *fs, struct fuse_entry_param *entry)
 	entry->entry_timeout = fs->cache_timeout_s;
 }
 
+/* What the kernel may cache of metadata age_ms old: the rest of the mount's
+ * timeout, so nothing it holds is older than the timeout allows. */
+static double fs_remaining_s(const struct fs *fs, int64_t age_ms)
+{
+	int64_t left_ms = fs->cache_timeout_ms - age_ms;
+
+	return left_ms > 0 ? (double)left_ms / 1000.0 : 0;
+}
+
+/* Keeps what the cluster answered for an item, asked at asked_at_ms. */
+static void fs_note_attr(struct fs *fs, uint64_t number, const struct item_attr *attr,
+			 int64_t asked_at_ms)
+{
+	inode_note_attr(fs->inodes, number, attr, asked_at_ms, fs->cache_timeout_ms);
+}
+
 static int fs_check_name(const char *name)
 {
 	return key_validate_name(name, strlen(name));
@@ -239,19 +259,29 @@ static uint64_t fs_pseudo_number(const char *table, const char *key)
 }
 
 /* The metadata of the item an inode names: a dirty open handle's (its
- * size and times lead the store's until the put), else the store's. An
- * unlinked inode has only its open handles left. */
+ * size and times lead the store's until the put), else what the cluster
+ * said of it less than the attribute timeout ago (inode_note_attr), else
+ * the store's. An unlinked inode has only its open handles left.
+ * *timeout_s: how long the kernel may cache the answer. */
 static int fs_item_attr(struct fs *fs, uint64_t number, const struct inode_name *name,
-			struct item_attr *out)
+			struct item_attr *out, double *timeout_s)
 {
 	struct router_table table;
 	struct router_item item;
+	int64_t asked_at_ms, age_ms;
 	int rc;
 
+	*timeout_s = fs->cache_timeout_s;
 	if (handle_find_attr(fs->inodes, number, name->unlinked, out))
 		return 0;
 	if (name->unlinked)
 		return -ENOENT;
+	asked_at_ms = clock_monotonic_ms();
+	if (inode_fresh_attr(fs->inodes, number, asked_at_ms, fs->cache_timeout_ms, out,
+			     &age_ms)) {
+		*timeout_s = fs_remaining_s(fs, age_ms);
+		return 0;
+	}
 	rc = router_get_table(fs->router, name->table, &table);
 	if (rc)
 		return rc;
@@ -259,6 +289,7 @@ static int fs_item_attr(struct fs *fs, uint64_t number, const struct inode_name 
 	if (rc)
 		return rc;
 	*out = item.attr;
+	fs_note_attr(fs, number, &item.attr, asked_at_ms);
 	router_item_free(&item);
 	return 0;
 }
@@ -330,13 +361,32 @@ static int fs_item_key(const struct fs_dir *dir, const char *name,
 	return 0;
 }
 
-/* Replies an entry for an item just resolved or made, counting a lookup. */
-static void fs_reply_item_entry(fuse_req_t req, const char *table, const char *key,
-				const struct item_attr *attr)
+/* Replies the entry of an item inode that counted a lookup for it,
+ * cacheable for timeout_s. */
+static void fs_reply_item_number(fuse_req_t req, uint64_t number, const struct item_attr *attr,
+				 double timeout_s)
 {
 	struct fs *fs = fs_of(req);
 	struct fuse_entry_param entry;
 	struct item_attr overlay;
+
+	fs_entry_init(fs, &entry);
+	entry.attr_timeout = timeout_s;
+	entry.entry_timeout = timeout_s;
+	entry.ino = number;
+	if (handle_find_attr(fs->inodes, number, false, &overlay))
+		attr = &overlay;
+	fs_stat_item(attr, number, false, &entry.attr);
+	if (fuse_reply_entry(req, &entry))
+		inode_forget(fs->inodes, number, 1);
+}
+
+/* Replies an entry for an item just resolved or made, counting a lookup;
+ * attr is what the cluster answered to a request sent at asked_at_ms. */
+static void fs_reply_item_entry(fuse_req_t req, const char *table, const char *key,
+				const struct item_attr *attr, int64_t asked_at_ms)
+{
+	struct fs *fs = fs_of(req);
 	uint64_t number;
 	int rc;
 
@@ -345,13 +395,8 @@ static void fs_reply_item_entry(fuse_req_t req, const char *table, const char *k
 		fs_reply_error(req, rc);
 		return;
 	}
-	fs_entry_init(fs, &entry);
-	entry.ino = number;
-	if (handle_find_attr(fs->inodes, number, false, &overlay))
-		attr = &overlay;
-	fs_stat_item(attr, number, false, &entry.attr);
-	if (fuse_reply_entry(req, &entry))
-		inode_forget(fs->inodes, number, 1);
+	fs_note_attr(fs, number, attr, asked_at_ms);
+	fs_reply_item_number(req, number, attr, fs->cache_timeout_s);
 }
 
 /* Replies an entry for a partition key's directory, counting a lookup. */
@@ -424,6 +469,8 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct item_attr attr;
 	struct fs_dir dir;
 	char key[INODE_KEY_MAX_BYTES + 1];
+	int64_t asked_at_ms, age_ms;
+	uint64_t number;
 	int rc;
 
 	rc = inode_get_name(fs->inodes, parent, &parent_name);
@@ -452,13 +499,24 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (rc == 0)
 		rc = fs_item_key(&dir, name, key);
-	if (rc == 0)
-		rc = router_get_item(fs->router, &dir.table, key, true, &item);
 	if (rc) {
 		fs_reply_error(req, rc);
 		return;
 	}
-	fs_reply_item_entry(req, dir.name.table, key, &item.attr);
+	/* The kernel's entry expired, but this mount may have heard of the
+	 * item since (an open, a write): within the timeout, that answers. */
+	asked_at_ms = clock_monotonic_ms();
+	if (inode_ref_fresh(fs->inodes, dir.name.table, key, asked_at_ms, fs->cache_timeout_ms,
+			    &attr, &age_ms, &number)) {
+		fs_reply_item_number(req, number, &attr, fs_remaining_s(fs, age_ms));
+		return;
+	}
+	rc = router_get_item(fs->router, &dir.table, key, true, &item);
+	if (rc) {
+		fs_reply_error(req, rc);
+		return;
+	}
+	fs_reply_item_entry(req, dir.name.table, key, &item.attr, asked_at_ms);
 	router_item_free(&item);
 }
 
@@ -528,7 +586,7 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		if (fi && fi->fh)
 			file_handle_get_attr((struct file_handle *)(uintptr_t)fi->fh, &attr);
 		else
-			rc = fs_item_attr(fs, ino, &name, &attr);
+			rc = fs_item_attr(fs, ino, &name, &attr, &timeout_s);
 		/* While the item is open, no size may stay cached: reads stop at
 		 * it instead of asking with their handle, and would cut the
 		 * version they hold (others may hold another). */
@@ -653,6 +711,8 @@ static void fs_setattr_item(fuse_req_t req, fuse_ino_t ino, const struct inode_n
 	struct router_table table;
 	struct item_attr result;
 	struct stat st;
+	double timeout_s = fs->cache_timeout_s;
+	int64_t asked_at_ms;
 	bool applied = false;
 	int rc = 0;
 
@@ -679,7 +739,7 @@ static void fs_setattr_item(fuse_req_t req, fuse_ino_t ino, const struct inode_n
 	if (!change.set_mode && !change.set_uid && !change.set_gid && !change.set_mtime &&
 	    !change.set_size) {
 		/* atime only: reads never change times, nothing to store. */
-		rc = fs_item_attr(fs, ino, name, &result);
+		rc = fs_item_attr(fs, ino, name, &result, &timeout_s);
 		goto reply;
 	}
 	/* Unlinked: only the open handles are left to carry it. */
@@ -687,7 +747,7 @@ static void fs_setattr_item(fuse_req_t req, fuse_ino_t ino, const struct inode_n
 				 router_item_max_bytes(fs->router), &applied, &result);
 	if (rc || applied) {
 		if (rc == 0 && name->unlinked)
-			rc = fs_item_attr(fs, ino, name, &result);
+			rc = fs_item_attr(fs, ino, name, &result, &timeout_s);
 		goto reply;
 	}
 	if (name->unlinked) {
@@ -706,9 +766,14 @@ static void fs_setattr_item(fuse_req_t req, fuse_ino_t ino, const struct inode_n
 	update.ctime_ns = change.ctime_ns;
 	update.set_size = change.set_size;
 	update.size = change.size;
+	asked_at_ms = clock_monotonic_ms();
 	rc = router_get_table(fs->router, name->table, &table);
 	if (rc == 0)
 		rc = router_update_item(fs->router, &table, name->key, &update, &result);
+	if (rc == 0)
+		fs_note_attr(fs, ino, &result, asked_at_ms);
+	else
+		inode_drop_attr(fs->inodes, ino);
 	if (rc == 0) {
 		struct item_attr mirrored;
 		int mirror_rc = handle_apply_change(fs->inodes, ino, &change, false,
@@ -727,7 +792,7 @@ reply:
 		return;
 	}
 	fs_stat_item(&result, ino, name->unlinked, &st);
-	fuse_reply_attr(req, &st, fs->cache_timeout_s);
+	fuse_reply_attr(req, &st, timeout_s);
 }
 
 static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -935,6 +1000,7 @@ static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	char key[INODE_KEY_MAX_BYTES + 1];
 	struct item_attr attr;
 	struct fs_dir dir;
+	int64_t asked_at_ms;
 	int rc;
 
 	(void)rdev;
@@ -942,13 +1008,14 @@ static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	rc = S_ISREG(mode) ? fs_parent_item_dir(fs, parent, &dir) : -EPERM;
 	if (rc == 0)
 		rc = fs_item_key(&dir, name, key);
+	asked_at_ms = clock_monotonic_ms();
 	if (rc == 0)
 		rc = fs_put_new_item(req, &dir.table, key, S_IFREG | (mode & 07777), NULL, 0,
 				     &attr);
 	if (rc)
 		fs_reply_error(req, rc);
 	else
-		fs_reply_item_entry(req, dir.name.table, key, &attr);
+		fs_reply_item_entry(req, dir.name.table, key, &attr, asked_at_ms);
 }
 
 static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -957,18 +1024,20 @@ static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, c
 	char key[INODE_KEY_MAX_BYTES + 1];
 	struct item_attr attr;
 	struct fs_dir dir;
+	int64_t asked_at_ms;
 	int rc;
 
 	rc = fs_parent_item_dir(fs, parent, &dir);
 	if (rc == 0)
 		rc = fs_item_key(&dir, name, key);
+	asked_at_ms = clock_monotonic_ms();
 	if (rc == 0)
 		rc = fs_put_new_item(req, &dir.table, key, S_IFLNK | 0777, link, strlen(link),
 				     &attr);
 	if (rc)
 		fs_reply_error(req, rc);
 	else
-		fs_reply_item_entry(req, dir.name.table, key, &attr);
+		fs_reply_item_entry(req, dir.name.table, key, &attr, asked_at_ms);
 }
 
 static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -1058,12 +1127,15 @@ static int fs_open_item(struct fs *fs, uint64_t number, const struct router_tabl
 			const char *key, int flags, pid_t opener, struct file_handle **out)
 {
 	bool truncate = (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY;
+	int64_t asked_at_ms = clock_monotonic_ms();
 	struct router_item item;
 	int rc;
 
 	rc = router_get_item(fs->router, table, key, truncate, &item);
 	if (rc)
 		return rc;
+	/* A stat after open (cat, cp) or after close needs no request. */
+	fs_note_attr(fs, number, &item.attr, asked_at_ms);
 	if (S_ISLNK(item.attr.mode)) {
 		/* The kernel follows symlinks itself; one reaching here was
 		 * made by another client between its lookup and this open. */
@@ -1094,6 +1166,9 @@ static void fs_open_set_caching(struct fuse_file_info *fi)
 {
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
+	/* A read-only handle is never dirty: its close has nothing to put,
+	 * so the kernel need not send a flush (one request less per read). */
+	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
 }
 
 static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -1106,6 +1181,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	struct item_attr attr;
 	struct fs_dir dir;
 	bool existed = false;
+	int64_t asked_at_ms = clock_monotonic_ms();
 	uint64_t number;
 	int rc;
 
@@ -1127,6 +1203,8 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 		fs_reply_error(req, rc);
 		return;
 	}
+	if (!existed)
+		fs_note_attr(fs, number, &attr, asked_at_ms);
 	if (existed)
 		rc = fs_open_item(fs, number, &dir.table, key, fi->flags,
 				  fuse_req_ctx(req)->pid, &handle);
@@ -1511,6 +1589,7 @@ static int fs_update_item_xattr(struct fs *fs, fuse_ino_t ino, struct router_upd
 	struct router_table table;
 	struct inode_name name;
 	struct item_attr attr;
+	int64_t asked_at_ms;
 	int rc;
 
 	rc = inode_get_name(fs->inodes, ino, &name);
@@ -1523,7 +1602,13 @@ static int fs_update_item_xattr(struct fs *fs, fuse_ino_t ino, struct router_upd
 		return rc;
 	update->set_ctime = true;
 	update->ctime_ns = clock_realtime_ns();
-	return router_update_item(fs->router, &table, name.key, update, &attr);
+	asked_at_ms = clock_monotonic_ms();
+	rc = router_update_item(fs->router, &table, name.key, update, &attr);
+	if (rc == 0)
+		fs_note_attr(fs, ino, &attr, asked_at_ms);
+	else
+		inode_drop_attr(fs->inodes, ino);
+	return rc;
 }
 
 static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
@@ -1747,6 +1832,7 @@ int fs_serve(struct router *router, const struct fs_config *config, fs_mounted_f
 	fs.root_ctime_ns = fs.root_mtime_ns;
 	pthread_mutex_init(&fs.root_lock, NULL);
 	fs.cache_timeout_s = config->eventual ? FS_TIMEOUT_EVENTUAL_S : FS_TIMEOUT_STRONG_S;
+	fs.cache_timeout_ms = (int64_t)(fs.cache_timeout_s * 1000);
 	fs.item_max_bytes = router_item_max_bytes(router);
 	rc = inode_table_new(&fs.inodes);
 	if (rc) {

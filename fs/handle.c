@@ -211,8 +211,9 @@ int file_handle_flush(struct file_handle *handle, struct router *router,
 {
 	struct router_table table;
 	struct inode_name name;
-	struct item_attr attr;
+	struct item_attr attr, stored;
 	uint64_t change_count;
+	int64_t asked_at_ms;
 	void *body = NULL;
 	size_t body_bytes;
 	int rc;
@@ -250,9 +251,16 @@ int file_handle_flush(struct file_handle *handle, struct router *router,
 	}
 	if (rc == 0)
 		rc = router_get_table(router, name.table, &table);
+	asked_at_ms = clock_monotonic_ms();
 	if (rc == 0)
 		rc = router_put_item(router, &table, name.key, &attr, body, body_bytes, NULL, 0,
-				     ROUTER_COND_NONE, 0, NULL);
+				     ROUTER_COND_NONE, 0, &stored);
+	/* A stat after close needs no request. Max age 0: the reply to our
+	 * own put replaces any answer asked before it or of a lower version. */
+	if (rc == 0)
+		inode_note_attr(inodes, handle->inode_number, &stored, asked_at_ms, 0);
+	else
+		inode_drop_attr(inodes, handle->inode_number);
 	pthread_mutex_lock(&handle->lock);
 	if (rc == 0 && change_count == handle->change_count)
 		handle->dirty = false;

@@ -26,6 +26,10 @@ struct inode {
 	struct inode *name_next;   /* chain in the name index (when linked) */
 	struct inode *number_next; /* chain in the number index */
 	struct inode_link *handles;
+	/* The item's metadata last learned from the cluster (inode.h) */
+	bool attr_known;
+	int64_t attr_asked_at_ms;
+	struct item_attr attr;
 };
 
 struct inode_table {
@@ -373,6 +377,7 @@ void inode_mark_unlinked(struct inode_table *inodes, enum inode_kind kind, const
 	if (inode) {
 		inode_unlink_name(inodes, inode);
 		inode->unlinked = true;
+		inode->attr_known = false;
 	}
 	pthread_mutex_unlock(&inodes->lock);
 }
@@ -393,6 +398,7 @@ int inode_rename(struct inode_table *inodes, const char *table, const char *from
 	if (target) {
 		inode_unlink_name(inodes, target);
 		target->unlinked = true;
+		target->attr_known = false;
 	}
 	source = inode_lookup_name(inodes, INODE_ITEM, table, from);
 	if (source) {
@@ -402,6 +408,8 @@ int inode_rename(struct inode_table *inodes, const char *table, const char *from
 		key = NULL;
 		source->name_hash = inode_hash_name(INODE_ITEM, table, to);
 		inode_link_name(inodes, source);
+		/* The node stamped the moved item anew (its ctime). */
+		source->attr_known = false;
 	}
 	pthread_mutex_unlock(&inodes->lock);
 	free(key);
@@ -455,6 +463,83 @@ void inode_visit_handles(struct inode_table *inodes, uint64_t number,
 			visit(link, arg);
 	}
 	pthread_mutex_unlock(&inodes->lock);
+}
+
+void inode_note_attr(struct inode_table *inodes, uint64_t number, const struct item_attr *attr,
+		     int64_t asked_at_ms, int64_t max_age_ms)
+{
+	struct inode *inode;
+
+	pthread_mutex_lock(&inodes->lock);
+	inode = inode_lookup_number(inodes, number);
+	if (inode && inode->kind == INODE_ITEM && !inode->unlinked &&
+	    (!inode->attr_known || attr->version > inode->attr.version ||
+	     (attr->version == inode->attr.version && asked_at_ms >= inode->attr_asked_at_ms) ||
+	     asked_at_ms - inode->attr_asked_at_ms >= max_age_ms)) {
+		inode->attr = *attr;
+		inode->attr_asked_at_ms = asked_at_ms;
+		inode->attr_known = true;
+	}
+	pthread_mutex_unlock(&inodes->lock);
+}
+
+void inode_drop_attr(struct inode_table *inodes, uint64_t number)
+{
+	struct inode *inode;
+
+	pthread_mutex_lock(&inodes->lock);
+	inode = inode_lookup_number(inodes, number);
+	if (inode)
+		inode->attr_known = false;
+	pthread_mutex_unlock(&inodes->lock);
+}
+
+/* Under the lock: the inode's metadata if younger than max_age_ms. */
+static bool inode_fresh_attr_locked(const struct inode *inode, int64_t now_ms,
+				    int64_t max_age_ms, struct item_attr *attr, int64_t *age_ms)
+{
+	int64_t age;
+
+	if (!inode || inode->kind != INODE_ITEM || inode->unlinked || !inode->attr_known)
+		return false;
+	age = now_ms - inode->attr_asked_at_ms;
+	if (age < 0)
+		age = 0;
+	if (age >= max_age_ms)
+		return false;
+	*attr = inode->attr;
+	*age_ms = age;
+	return true;
+}
+
+bool inode_fresh_attr(struct inode_table *inodes, uint64_t number, int64_t now_ms,
+		      int64_t max_age_ms, struct item_attr *attr, int64_t *age_ms)
+{
+	bool fresh;
+
+	pthread_mutex_lock(&inodes->lock);
+	fresh = inode_fresh_attr_locked(inode_lookup_number(inodes, number), now_ms, max_age_ms,
+					attr, age_ms);
+	pthread_mutex_unlock(&inodes->lock);
+	return fresh;
+}
+
+bool inode_ref_fresh(struct inode_table *inodes, const char *table, const char *key,
+		     int64_t now_ms, int64_t max_age_ms, struct item_attr *attr, int64_t *age_ms,
+		     uint64_t *number)
+{
+	struct inode *inode;
+	bool fresh;
+
+	pthread_mutex_lock(&inodes->lock);
+	inode = inode_lookup_name(inodes, INODE_ITEM, table, key);
+	fresh = inode_fresh_attr_locked(inode, now_ms, max_age_ms, attr, age_ms);
+	if (fresh) {
+		inode->lookup_count++;
+		*number = inode->number;
+	}
+	pthread_mutex_unlock(&inodes->lock);
+	return fresh;
 }
 
 size_t inode_count(struct inode_table *inodes)

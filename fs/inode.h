@@ -25,6 +25,7 @@
 #define QUORUM_FS_INODE_H
 
 #include "cluster/keys.h"
+#include "fs/router.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -96,6 +97,31 @@ void inode_detach_handle(struct inode_table *inodes, uint64_t number, struct ino
  * inode, under the table's lock. */
 void inode_visit_handles(struct inode_table *inodes, uint64_t number,
 			 void (*visit)(struct inode_link *link, void *arg), void *arg);
+
+/* What the mount last learned of an item's metadata from the cluster: the
+ * answer to a get, or the reply to a write made through this mount, with
+ * asked_at_ms, the monotonic time its request was sent (so the answer was
+ * true at that time or later). One per live item inode, freed with it:
+ * the cache is bounded by the inode table. fuse_ops.c answers lookup and
+ * getattr from it while it is younger than the mount's attribute timeout
+ * (README, "FUSE settings and why"). An answer replaces the one held when
+ * it has a higher version, the same version and a later asked_at_ms, or
+ * when the one held is older than max_age_ms (an item deleted and made
+ * again elsewhere starts a lower version). Renames and unlinks drop it. */
+void inode_note_attr(struct inode_table *inodes, uint64_t number, const struct item_attr *attr,
+		     int64_t asked_at_ms, int64_t max_age_ms);
+/* Forgets it: a write of ours failed, and may or may not have landed. */
+void inode_drop_attr(struct inode_table *inodes, uint64_t number);
+/* The metadata held for the inode if younger than max_age_ms at now_ms
+ * (*age_ms receives its age); false when there is none or it is older. */
+bool inode_fresh_attr(struct inode_table *inodes, uint64_t number, int64_t now_ms,
+		      int64_t max_age_ms, struct item_attr *attr, int64_t *age_ms);
+/* inode_ref of an item, only when its inode holds metadata younger than
+ * max_age_ms (copied to *attr, its age to *age_ms): a lookup answered with
+ * no request to the cluster. False (nothing counted) otherwise. */
+bool inode_ref_fresh(struct inode_table *inodes, const char *table, const char *key,
+		     int64_t now_ms, int64_t max_age_ms, struct item_attr *attr, int64_t *age_ms,
+		     uint64_t *number);
 
 /* How many inodes exist (the root included), for statistics and tests. */
 size_t inode_count(struct inode_table *inodes);
