@@ -1,5 +1,6 @@
 /* net.c: nanomsg REQ pools on the client side, raw REP with workers on the
  * server side. See net.h for the contract. */
+#define _GNU_SOURCE   /* pthread_setname_np */
 #include "cluster/net.h"
 
 #include "cluster/clock.h"
@@ -254,6 +255,8 @@ static void net_server_grow(struct net_server *server)
 static void *net_server_worker(void *arg)
 {
 	struct net_server *server = arg;
+
+	pthread_setname_np(pthread_self(), "rpc");	/* for top -H and perf */
 
 	while (!atomic_load(&server->stopping)) {
 		void *body = NULL, *control = NULL, *reply = NULL;

@@ -1080,6 +1080,9 @@ static void node_handle(void *ctx, const Quorum__Request *request, Quorum__Respo
 	case QUORUM__REQUEST__OP_PAXOS:
 		replicas_handle_paxos(node->replicas, request->paxos, response, arena);
 		break;
+	case QUORUM__REQUEST__OP_PAXOS_BATCH:
+		replicas_handle_paxos_batch(node->replicas, request->paxos_batch, response, arena);
+		break;
 	case QUORUM__REQUEST__OP_SPLIT_PARTITION:
 		node_route_split(node->replicas, node->store, request->split_partition, response,
 				 arena);

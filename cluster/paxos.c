@@ -353,8 +353,8 @@ static void members_set(struct paxos *core, const uint32_t *members, size_t coun
 	core->prevote_mask = 0;
 	for (size_t i = 0; i < HEARTBEAT_RING; i++)
 		core->heartbeats[i].used = false;
-	for (uint64_t s = core->commit_slot + 1; s < core->log_first + core->config.log_slots;
-	     s++) {
+	/* Committed slots too: catch_up reads their masks (peer_holds_committed). */
+	for (uint64_t s = core->log_first; s < core->log_first + core->config.log_slots; s++) {
 		struct log_slot *e = &core->log[s % core->config.log_slots];
 
 		if (e->slot == s)
@@ -705,8 +705,24 @@ static void send_snapshot(struct paxos *core, size_t i)
 	core->counters.snapshots_sent++;
 }
 
+/* Leader: whether peer i durably accepted, at our ballot, every slot from first through
+ * our commit index. It then holds their chosen values and lacks only the commit index. */
+static bool peer_holds_committed(struct paxos *core, size_t i, uint64_t first)
+{
+	for (uint64_t s = first; s <= core->commit_slot; s++) {
+		const struct log_slot *e = log_at(core, s);
+
+		if (!e || !ballot_equal(e->ballot, core->ballot) || !(e->ack_mask & (1u << i)))
+			return false;
+	}
+	return true;
+}
+
 /* Sends peer i the chosen slots it lacks (one batch per tick), or a snapshot if they are
- * compacted away. Any role: knowledge of chosen values is true whoever holds it. */
+ * compacted away. Any role: knowledge of chosen values is true whoever holds it. A leader
+ * sends nothing to a peer that acknowledged them all: the commit index comes with the next
+ * ACCEPT or HEARTBEAT, and a LEARN would carry every value a second time (and draw an
+ * ACCEPTED back) for each proposal. */
 static void catch_up(struct paxos *core, size_t i)
 {
 	struct peer_state *p;
@@ -722,6 +738,8 @@ static void catch_up(struct paxos *core, size_t i)
 		return;
 	}
 	if (p->learn_tick == core->now_tick + 1)
+		return;
+	if (core->role == PAXOS_LEADER && peer_holds_committed(core, i, p->commit_slot + 1))
 		return;
 	o = out_new(core, PAXOS_MSG_LEARN, core->members[i]);
 	if (!o)

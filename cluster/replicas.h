@@ -97,6 +97,10 @@ int replicas_report(struct replicas *replicas, struct arena *arena,
  * -ENOENT for an unknown group, -EINVAL for a malformed message, -EAGAIN for a full inbox). */
 void replicas_handle_paxos(struct replicas *replicas, const Quorum__PaxosMessage *message,
 			   Quorum__Response *response, struct arena *arena);
+/* A PaxosBatch: each message as replicas_handle_paxos, in order; response's status is 0 or
+ * the first refusal's. */
+void replicas_handle_paxos_batch(struct replicas *replicas, const Quorum__PaxosBatch *batch,
+				 Quorum__Response *response, struct arena *arena);
 
 /* Proposes a GroupCommand (packed in command) to the group of table_id whose hash range holds
  * hash, and waits for it to be applied, at most timeout_ms. Returns 0 (outcome->apply_status
