@@ -72,6 +72,7 @@ void group_config_init(struct group_config *config)
 	config->log_slots = 1024;
 	config->outbox_msgs = 256;
 	config->compact_every_slots = 512;
+	config->compact_keep_slots = 256;
 	wal_options_init(&config->wal);
 }
 
@@ -326,6 +327,10 @@ int group_open(const struct io *io, const char *wal_dir, const struct group_conf
 	*out = NULL;
 	if (!config->log_slots || !sm || !sm->apply || !sm->snapshot_get ||
 	    !sm->snapshot_install || !sm->state || !callbacks || !callbacks->send)
+		return -EINVAL;
+	if (config->compact_every_slots &&
+	    config->compact_keep_slots + config->compact_every_slots + config->window_slots >
+	    config->log_slots)
 		return -EINVAL;
 	g = calloc(1, sizeof(*g));
 	if (!g)
@@ -767,13 +772,19 @@ static int process_cycle(struct group *g)
 	return 0;
 }
 
-/* Drops the core's log and the WAL's records up to the applied slot. The state machine is
- * the snapshot: it is durable, and the core asks it for a copy when a peer lags. */
+/* Drops the core's log and the WAL's records up to compact_keep_slots before the applied
+ * slot. The state machine is the snapshot: it is durable, and the core asks it for a copy
+ * when a peer lags further. */
 static int compact(struct group *g)
 {
-	uint64_t through = g->applied_slot, keep;
+	uint64_t through, keep;
 	int rc;
 
+	if (g->applied_slot <= g->config.compact_keep_slots)
+		return 0;
+	through = g->applied_slot - g->config.compact_keep_slots;
+	if (through <= g->compacted_through)
+		return 0;
 	rc = paxos_compact(g->core, through);
 	if (rc)
 		return rc;

@@ -131,11 +131,17 @@ struct group_config {
 	uint64_t seed;
 	uint32_t incarnation;		/* differs at every open of this replica (start time) */
 	uint64_t compact_every_slots;	/* 0: never compact */
+	/* Slots a compaction keeps behind the applied one: a follower's commit index reaches
+	 * the leader a round trip late, and one a little behind must get the entries it lacks
+	 * from the log, not a snapshot of the whole partition. With compact_every_slots and
+	 * window_slots at most log_slots (else group_open says -EINVAL). */
+	uint64_t compact_keep_slots;
 	struct wal_options wal;
 };
 
 /* Defaults: election 20 ticks, heartbeat 3, lease 12, window 64, log 1024, outbox 256,
- * compaction every 512 slots, default WAL options; ids and members are left zero. */
+ * compaction every 512 slots keeping 256, default WAL options; ids and members are left
+ * zero. */
 void group_config_init(struct group_config *config);
 
 struct group;

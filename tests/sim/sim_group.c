@@ -753,6 +753,7 @@ static int node_start(struct sim *sim, struct node *n)
 	config.seed = sim->seed * 1000003 + n->id;
 	config.incarnation = n->restarts + 1;
 	config.compact_every_slots = 24 + sim_rng_below(&sim->rng, 24);
+	config.compact_keep_slots = sim_rng_below(&sim->rng, 32);	/* 0: snapshots often */
 	config.wal.segment_size_bytes = 2048;
 	n->sm.ctx = &n->sm_state;
 	n->sm.apply = memory_apply;
