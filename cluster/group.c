@@ -732,6 +732,9 @@ static int apply_committed(struct group *g, const struct paxos_ready *r)
 		else
 			waiting_complete(g, w, -ECANCELED, 0, NULL, 0);
 	}
+	/* After the answers: the WALs of a majority hold these entries already (group.h). */
+	if (g->sm->persist)
+		rc = g->sm->persist(g->sm->ctx);
 out:
 	free(proposals);
 	arena_free(arena);

@@ -13,7 +13,8 @@
  *      them (group commit: every proposal and accept since the last cycle shares it);
  *   4. apply the committed entries to the state machine in slot order (entries at or below
  *      its applied slot are skipped, so a crash between an apply and the WAL does no harm),
- *      and complete the waiting proposals with their results;
+ *      complete the waiting proposals with their results, then let the state machine make
+ *      the entries durable (group_sm.persist);
  *   5. answer the granted strong reads (read_ready);
  *   6. paxos_advance, then paxos_persisted (the core releases the messages that waited for
  *      the sync, e.g. ACCEPTED, in the next cycle, which group_process runs at once);
@@ -83,9 +84,10 @@ struct group_apply {
 struct group_sm {
 	void *ctx;
 	/* Applies entries (in slot order, slots consecutive, the first = applied + 1) durably
-	 * and atomically with the new applied slot (the last entry's slot) and, for a CONFIG
-	 * entry, the member list. Returns 0, or a negative errno when nothing could be made
-	 * durable (the group fails). A command it cannot decode is a result (status -EINVAL). */
+	 * (or staged until persist, below) and atomically with the new applied slot (the last
+	 * entry's slot) and, for a CONFIG entry, the member list. Returns 0, or a negative
+	 * errno when nothing could be made durable (the group fails). A command it cannot
+	 * decode is a result (status -EINVAL). */
 	int (*apply)(void *ctx, struct group_apply *entries, size_t count);
 	/* A copy of the whole state in malloc'd *bytes (caller frees) and the slot it reflects.
 	 * Returns 0 or a negative errno. */
@@ -97,6 +99,14 @@ struct group_sm {
 	/* The applied slot and the latest applied member list (count 0 when none was ever
 	 * applied: the group then uses the configured members). */
 	int (*state)(void *ctx, uint64_t *applied_slot, uint32_t *members, size_t *member_count);
+	/* May be NULL: apply made its entries durable itself. Otherwise apply may leave them
+	 * staged, readable through the state machine's own reads but not yet on disk, and the
+	 * group calls persist right after completing the proposals of those entries and before
+	 * it answers a strong read or applies anything more: a proposer hears its result one
+	 * disk write sooner, which is safe because the WAL of a majority holds every committed
+	 * entry (a crash before persist replays them), and a strong read is answered only
+	 * after persist. Returns 0 or a negative errno (the group fails). */
+	int (*persist)(void *ctx);
 	/* May be NULL. True when the state machine holds no state of this group yet although
 	 * the group has a history elsewhere: the replica then commits nothing and never
 	 * campaigns until a snapshot comes (paxos_config.joining). */

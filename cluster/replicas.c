@@ -17,6 +17,7 @@
 #include "cluster/keys.h"
 #include "cluster/log.h"
 #include "cluster/net.h"
+#include "cluster/paxos_envelope.h"
 #include "cluster/paxos_wire.h"
 #include "cluster/rpc.h"
 #include "cluster/store_group.h"
@@ -60,11 +61,6 @@
  * groups share a round trip instead of taking one each. */
 #define PEER_BATCH_MSGS_MAX 64
 #define PEER_BATCH_BYTES_MAX (1u << 20)
-/* Protobuf tags, length-delimited: Request.paxos (60), Request.paxos_batch (61), and
- * PaxosBatch.messages (1). */
-#define REQUEST_PAXOS_TAG ((60u << 3) | 2u)
-#define REQUEST_PAXOS_BATCH_TAG ((61u << 3) | 2u)
-#define PAXOS_BATCH_MESSAGE_TAG ((1u << 3) | 2u)
 
 struct peer {
 	struct peer *next;
@@ -279,29 +275,6 @@ static void peer_log(struct peer *peer, const char *what, const char *why)
 	log_warn("peer %s: %s: %s", peer->url, what, why);
 }
 
-static size_t varint_put(uint8_t *out, uint64_t value)
-{
-	size_t n = 0;
-
-	while (value >= 0x80) {
-		out[n++] = (uint8_t)(value | 0x80);
-		value >>= 7;
-	}
-	out[n++] = (uint8_t)value;
-	return n;
-}
-
-static size_t varint_bytes(uint64_t value)
-{
-	size_t n = 1;
-
-	while (value >= 0x80) {
-		value >>= 7;
-		n++;
-	}
-	return n;
-}
-
 /* Detaches the head of the queue and what may share its call. Called with peer->lock
  * held and the queue not empty. */
 static struct peer_msg *peer_take_batch_locked(struct peer *peer, size_t *count)
@@ -324,39 +297,19 @@ static struct peer_msg *peer_take_batch_locked(struct peer *peer, size_t *count)
 	return first;
 }
 
-/* The Request carrying msgs: the packed version field, then one message as field 60
- * (paxos), or several as field 61 (a PaxosBatch, each message its field 1), which is
- * exactly how protobuf packs them. Frees msgs; NULL when out of memory. */
+/* The Request carrying the count messages of msgs (paxos_envelope.h). Frees msgs; NULL
+ * when out of memory. */
 static uint8_t *peer_envelope(struct peer_msg *msgs, size_t count, size_t *size_bytes)
 {
-	Quorum__Request request = QUORUM__REQUEST__INIT;
-	size_t inner_bytes = 0, head_bytes, n;
-	uint8_t head[16], *out = NULL;
+	const uint8_t *messages[PEER_BATCH_MSGS_MAX] = { NULL };
+	size_t sizes[PEER_BATCH_MSGS_MAX] = { 0 }, n = 0;
+	uint8_t *out;
 
-	request.version = RPC_PROTOCOL_VERSION;
-	head_bytes = quorum__request__pack(&request, head);
-	if (count == 1) {
-		inner_bytes = msgs->size_bytes;
-	} else {
-		for (struct peer_msg *m = msgs; m; m = m->next)
-			inner_bytes += 1 + varint_bytes(m->size_bytes) + m->size_bytes;
+	for (struct peer_msg *m = msgs; m && n < count; m = m->next, n++) {
+		messages[n] = m->bytes;
+		sizes[n] = m->size_bytes;
 	}
-	out = malloc(head_bytes + 2 + varint_bytes(inner_bytes) + inner_bytes);
-	if (out) {
-		memcpy(out, head, head_bytes);
-		n = head_bytes;
-		n += varint_put(out + n, count == 1 ? REQUEST_PAXOS_TAG : REQUEST_PAXOS_BATCH_TAG);
-		n += varint_put(out + n, inner_bytes);
-		for (struct peer_msg *m = msgs; m; m = m->next) {
-			if (count > 1) {
-				n += varint_put(out + n, PAXOS_BATCH_MESSAGE_TAG);
-				n += varint_put(out + n, m->size_bytes);
-			}
-			memcpy(out + n, m->bytes, m->size_bytes);
-			n += m->size_bytes;
-		}
-		*size_bytes = n;
-	}
+	out = paxos_envelope_pack(messages, sizes, n, size_bytes);
 	while (msgs) {
 		struct peer_msg *next = msgs->next;
 

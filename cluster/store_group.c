@@ -176,8 +176,12 @@ int store_group_init(struct store_group *group, struct store *store, uint64_t ta
 		     uint64_t epoch)
 {
 	memset(group, 0, sizeof(*group));
-	if (pthread_mutex_init(&group->lock, NULL) != 0)
+	if (staged_writes_init(&group->pending) < 0)
 		return -ENOMEM;
+	if (pthread_mutex_init(&group->lock, NULL) != 0) {
+		staged_writes_destroy(&group->pending);
+		return -ENOMEM;
+	}
 	group->store = store;
 	group->table_id = table_id;
 	group->partition_id = partition_id;
@@ -190,6 +194,7 @@ int store_group_init(struct store_group *group, struct store *store, uint64_t ta
 void store_group_destroy(struct store_group *group)
 {
 	pthread_mutex_destroy(&group->lock);
+	staged_writes_destroy(&group->pending);
 }
 
 void store_group_route(struct store_group *group, struct store_group_route *out)
@@ -764,31 +769,44 @@ static int apply_command(struct store_group *group, Quorum__GroupState *state,
 	return 0;
 }
 
+/* group_sm.persist: writes what the last apply staged, in one synced batch. */
+static int group_persist(void *ctx)
+{
+	struct store_group *group = ctx;
+	char *error = NULL;
+
+	if (!group->has_pending)
+		return 0;
+	leveldb_write(group->store->db, group->store->write_options, group->pending.batch,
+		      &error);
+	staged_writes_clear(&group->pending);
+	group->has_pending = false;
+	if (error) {
+		log_error("group %" PRIu64 "/%" PRIu64 ": writing applied entries failed: %s",
+			  group->table_id, group->partition_id, error);
+		leveldb_free(error);
+		return -EIO;
+	}
+	return 0;
+}
+
 /* Writes what gw staged and the state (its applied slot the last staged entry's) in one
  * synced write, when anything is pending. */
 static int apply_flush(struct store_group *group, const Quorum__GroupState *state,
 		       struct store_group_write *gw, bool *pending)
 {
-	struct store *store = group->store;
-	char *error = NULL;
 	int err;
 
 	if (!*pending)
 		return 0;
-	err = state_stage(gw->writes->batch, group->table_id, group->partition_id, state);
-	if (!err) {
-		leveldb_write(store->db, store->write_options, gw->writes->batch, &error);
-		if (error) {
-			log_error("group %" PRIu64 "/%" PRIu64 ": applying through slot %" PRIu64
-				  " failed: %s", group->table_id, group->partition_id,
-				  state->applied_slot, error);
-			leveldb_free(error);
-			err = -EIO;
-		}
-	}
-	staged_writes_clear(gw->writes);
 	*pending = false;
-	return err;
+	err = state_stage(gw->writes->batch, group->table_id, group->partition_id, state);
+	if (err < 0) {
+		staged_writes_clear(gw->writes);
+		return err;
+	}
+	group->has_pending = true;
+	return group_persist(group);
 }
 
 /* Applies the NORMAL entry a: staged in gw, except a split. A split reads the store (the
@@ -856,24 +874,24 @@ static int config_decode(const uint8_t *value, size_t value_bytes, Quorum__Group
  * batch keeps a copy of every value. */
 #define APPLY_BATCH_BYTES_MAX (8u << 20)
 
-/* Every entry of the cycle in one synced batch: one fsync however many were committed. */
+/* Every entry of the cycle in one batch, with the state, staged for group_persist: one
+ * fsync however many were committed, after their proposers have their answers. */
 static int group_apply(void *ctx, struct group_apply *entries, size_t count)
 {
 	struct store_group *group = ctx;
-	struct arena *arena = arena_new();
-	struct staged_writes writes;
-	struct store_group_write gw = { .writes = &writes };
+	struct store_group_write gw = { .writes = &group->pending };
+	struct arena *arena;
 	Quorum__GroupState *state;
 	bool pending = false;
 	int err;
 
+	/* The group persists after every apply; this only guards that contract. */
+	err = group_persist(group);
+	if (err < 0)
+		return err;
+	arena = arena_new();
 	if (!arena)
 		return -ENOMEM;
-	err = staged_writes_init(&writes);
-	if (err < 0) {
-		arena_free(arena);
-		return err;
-	}
 	err = state_load(group, arena, &state);
 	for (size_t i = 0; i < count && !err; i++) {
 		struct group_apply *a = &entries[i];
@@ -892,12 +910,17 @@ static int group_apply(void *ctx, struct group_apply *entries, size_t count)
 			state->applied_slot = a->slot;
 			pending = true;
 		}
-		if (writes.size_bytes >= APPLY_BATCH_BYTES_MAX)
+		if (group->pending.size_bytes >= APPLY_BATCH_BYTES_MAX)
 			err = apply_flush(group, state, &gw, &pending);
 	}
-	if (!err)
-		err = apply_flush(group, state, &gw, &pending);
-	staged_writes_destroy(&writes);
+	if (!err && pending)
+		err = state_stage(group->pending.batch, group->table_id, group->partition_id,
+				  state);
+	if (err) {
+		staged_writes_clear(&group->pending);	/* the group fails and replays its WAL */
+		pending = false;
+	}
+	group->has_pending = pending;
 	arena_free(arena);
 	return err;
 }
@@ -1176,6 +1199,7 @@ void store_group_sm(struct store_group *group, struct group_sm *sm)
 {
 	sm->ctx = group;
 	sm->apply = group_apply;
+	sm->persist = group_persist;
 	sm->snapshot_get = group_snapshot_get;
 	sm->snapshot_install = group_snapshot_install;
 	sm->state = group_state;

@@ -42,6 +42,7 @@
 #define QUORUM_STORE_GROUP_H
 
 #include "cluster/group.h"
+#include "cluster/staged_writes.h"
 #include "cluster/store.h"
 
 #include <pthread.h>
@@ -76,6 +77,10 @@ struct store_group {
 	/* A move's new member (PartitionAssignment.joining): until its state arrives by
 	 * snapshot it must not take part, whatever its epoch says. */
 	bool joining;
+	/* What the last apply staged (entries and the state), until sm.persist writes it in
+	 * one synced batch. The group's thread only. */
+	struct staged_writes pending;
+	bool has_pending;
 };
 
 /* Sets up the group of (table_id, partition_id) with the range and epoch meta assigned;

@@ -11,6 +11,7 @@
 #include "cluster/io.h"
 #include "cluster/log.h"
 #include "cluster/net.h"
+#include "cluster/paxos_envelope.h"
 #include "cluster/paxos_wire.h"
 #include "cluster/rpc.h"
 #include "meta/catalog_sm.h"
@@ -41,7 +42,6 @@
 #define REOPEN_PAUSE_MS 1000
 /* The leadership thread looks at the group this often. */
 #define LEAD_POLL_MS 20
-#define REQUEST_PAXOS_TAG ((60u << 3) | 2u)	/* Request.paxos: field 60, length-delimited */
 
 struct peer_msg {
 	struct peer_msg *next;
@@ -323,26 +323,11 @@ static void peer_send(struct peer *peer, const uint8_t *head, size_t head_bytes,
 
 /* ---------------------------------------------------------- group callbacks */
 
-static size_t varint_put(uint8_t *out, uint64_t value)
-{
-	size_t n = 0;
-
-	while (value >= 0x80) {
-		out[n++] = (uint8_t)(value | 0x80);
-		value >>= 7;
-	}
-	out[n++] = (uint8_t)value;
-	return n;
-}
-
-/* Sends msg as a Request whose paxos field holds paxos_wire's bytes (packed by hand, as
- * cluster/replicas.c does, so the message is not copied twice). */
 static void group_send(void *ctx, const struct paxos_msg *msg)
 {
 	struct meta_group *g = ctx;
-	Quorum__Request request = QUORUM__REQUEST__INIT;
 	struct paxos_wire_group id = { META_GROUP_TABLE_ID, META_GROUP_PARTITION_ID };
-	uint8_t head[32], *body;
+	uint8_t head[PAXOS_ENVELOPE_HEAD_MAX], *body;
 	size_t head_bytes, body_bytes;
 	struct arena *arena;
 	struct peer *peer;
@@ -356,10 +341,7 @@ static void group_send(void *ctx, const struct paxos_msg *msg)
 	if (!arena)
 		return;
 	if (paxos_wire_encode(&id, msg, arena, &body, &body_bytes) == 0) {
-		request.version = RPC_PROTOCOL_VERSION;
-		head_bytes = quorum__request__pack(&request, head);
-		head_bytes += varint_put(head + head_bytes, REQUEST_PAXOS_TAG);
-		head_bytes += varint_put(head + head_bytes, body_bytes);
+		head_bytes = paxos_envelope_head(head, body_bytes);
 		peer_send(peer, head, head_bytes, body, body_bytes);
 	}
 	arena_free(arena);

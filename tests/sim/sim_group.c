@@ -76,6 +76,13 @@ struct memory_sm {
 	uint32_t members[PAXOS_MEMBERS_MAX];	/* count 0: none applied (the group's list) */
 	size_t member_count;
 	struct node *node;
+	/* The state before the last apply, until persist makes the apply durable: a persist
+	 * that fails puts it back, as a crash would lose a write the store had not synced. */
+	uint64_t kept_kv[KEYS];
+	uint64_t kept_applied_slot;
+	uint32_t kept_members[PAXOS_MEMBERS_MAX];
+	size_t kept_member_count;
+	bool has_kept;
 };
 
 struct node {
@@ -148,6 +155,7 @@ struct totals {
 	uint64_t retired;
 	uint64_t configs_applied;
 	uint64_t configs_void;
+	uint64_t applies_lost;
 };
 
 struct sim {
@@ -402,6 +410,16 @@ static int memory_apply(void *ctx, struct group_apply *entries, size_t count)
 	struct memory_sm *m = ctx;
 	struct sim *sim = m->node->sim;
 
+	if (m->has_kept) {
+		sim_fail(sim, "node %u applies again before persisting", m->node->id);
+		return -EINVAL;
+	}
+	memcpy(m->kept_kv, m->kv, sizeof(m->kv));
+	m->kept_applied_slot = m->applied_slot;
+	memcpy(m->kept_members, m->members, sizeof(m->members));
+	m->kept_member_count = m->member_count;
+	m->has_kept = true;
+
 	for (size_t i = 0; i < count; i++) {
 		struct group_apply *a = &entries[i];
 		struct chosen_slot got, *c;
@@ -452,6 +470,31 @@ static int memory_apply(void *ctx, struct group_apply *entries, size_t count)
 		m->applied_slot = a->slot;
 	}
 	return 0;
+}
+
+/* Makes the last apply durable; one in PERSIST_FAULT_ONE_IN loses it (the proposers have
+ * their answers already) and fails the group like an I/O error, which crashes the node: it
+ * must get the entries back from its WAL. */
+#define PERSIST_FAULT_ONE_IN 200
+
+static int memory_persist(void *ctx)
+{
+	struct memory_sm *m = ctx;
+	struct sim *sim = m->node->sim;
+
+	if (!m->has_kept)
+		return 0;
+	m->has_kept = false;
+	/* No fault once the run heals (clients stopped): it must converge then. */
+	if (sim->clients_stopped || sim_rng_below(&sim->rng, PERSIST_FAULT_ONE_IN) != 0)
+		return 0;
+	memcpy(m->kv, m->kept_kv, sizeof(m->kv));
+	m->applied_slot = m->kept_applied_slot;
+	memcpy(m->members, m->kept_members, sizeof(m->members));
+	m->member_count = m->kept_member_count;
+	sim->totals->applies_lost++;
+	sim_log(sim, "node %u: an apply was lost before persist", m->node->id);
+	return -EIO;
 }
 
 #define SNAPSHOT_BYTES (8 + 8 * KEYS)
@@ -761,6 +804,7 @@ static int node_start(struct sim *sim, struct node *n)
 	n->sm.snapshot_install = memory_snapshot_install;
 	n->sm.state = memory_state;
 	n->sm.needs_snapshot = memory_needs_snapshot;
+	n->sm.persist = memory_persist;
 	rc = group_open(sim_disk_io(n->disk), WAL_DIR, &config, &n->sm, &callbacks, &n->group);
 	if (rc) {
 		sim_fail(sim, "node %u cannot open its group: %d", n->id, rc);
@@ -1421,7 +1465,7 @@ int main(int argc, char **argv)
 	       "elections %llu, snapshots %llu, compactions %llu, wal syncs %llu, "
 	       "entries persisted %llu, puts acked %llu, gets acked %llu, canceled %llu, "
 	       "abandoned %llu; moves started %llu, done %llu, replicas retired %llu, "
-	       "configurations applied %llu, void %llu\n",
+	       "configurations applied %llu, void %llu; applies lost before persist %llu\n",
 	       (unsigned long long)count, (unsigned long long)failures,
 	       (unsigned long long)totals.crashes, (unsigned long long)totals.io_faults,
 	       (unsigned long long)totals.elections, (unsigned long long)totals.snapshots,
@@ -1431,6 +1475,6 @@ int main(int argc, char **argv)
 	       (unsigned long long)totals.canceled, (unsigned long long)totals.abandoned,
 	       (unsigned long long)totals.moves_started, (unsigned long long)totals.moves_done,
 	       (unsigned long long)totals.retired, (unsigned long long)totals.configs_applied,
-	       (unsigned long long)totals.configs_void);
+	       (unsigned long long)totals.configs_void, (unsigned long long)totals.applies_lost);
 	return failures ? 1 : 0;
 }

@@ -72,6 +72,14 @@ static uint8_t *put_command(const char *body, size_t *size_bytes)
 	return put_command_with("k", body, false, NULL, 0, size_bytes);
 }
 
+/* Applies entries and persists them, as the group does in one cycle. */
+static int sm_apply(const struct group_sm *sm, struct group_apply *entries, size_t count)
+{
+	int rc = sm->apply(sm->ctx, entries, count);
+
+	return rc ? rc : sm->persist(sm->ctx);
+}
+
 static uint64_t item_version(struct store *store)
 {
 	Quorum__ItemKey key = QUORUM__ITEM_KEY__INIT;
@@ -138,14 +146,14 @@ static void test_apply_skips_applied_slots(void **state)
 		entries[i].command_bytes = sizes[i];
 	}
 	/* Slots 1 and 2 applied, then a crash before the WAL knew: the core hands 1..4 again. */
-	assert_int_equal(sm.apply(sm.ctx, entries, 2), 0);
+	assert_int_equal(sm_apply(&sm, entries, 2), 0);
 	assert_int_equal(entries[1].status, 0);
 	assert_true(entries[1].result_bytes > 0);
 	assert_int_equal(item_version(store), 2);
 	store_close(store);
 	assert_int_equal(store_open(dir, &store), 0);
 	sg.store = store;
-	assert_int_equal(sm.apply(sm.ctx, entries, 4), 0);
+	assert_int_equal(sm_apply(&sm, entries, 4), 0);
 	assert_int_equal(item_version(store), 4);	/* 3 and 4 once each, 1 and 2 not again */
 	assert_int_equal(sm.state(sm.ctx, &applied, members, &member_count), 0);
 	assert_int_equal(applied, 4);
@@ -156,7 +164,7 @@ static void test_apply_skips_applied_slots(void **state)
 	entries[0].command_bytes = 7;
 	entries[1].slot = 6;
 	entries[1].type = PAXOS_ENTRY_NOOP;
-	assert_int_equal(sm.apply(sm.ctx, entries, 2), 0);
+	assert_int_equal(sm_apply(&sm, entries, 2), 0);
 	assert_int_equal(entries[0].status, -EINVAL);
 	assert_int_equal(sm.state(sm.ctx, &applied, members, &member_count), 0);
 	assert_int_equal(applied, 6);
@@ -189,7 +197,7 @@ static void test_snapshot_round_trip(void **state)
 	store_group_sm(&gb, &smb);
 	entry.command = command;
 	entry.command_bytes = size_bytes;
-	assert_int_equal(sma.apply(sma.ctx, &entry, 1), 0);
+	assert_int_equal(sm_apply(&sma, &entry, 1), 0);
 	assert_int_equal(sma.snapshot_get(sma.ctx, &snap, &size_bytes, &through), 0);
 	assert_int_equal(through, 1);
 	assert_int_equal(smb.snapshot_install(smb.ctx, through, snap, size_bytes, members, 3), 0);
@@ -227,7 +235,7 @@ static int apply_at(struct group_sm *sm, uint64_t slot, const uint8_t *command,
 	a->type = PAXOS_ENTRY_NORMAL;
 	a->command = command;
 	a->command_bytes = command_bytes;
-	assert_int_equal(sm->apply(sm->ctx, a, 1), 0);
+	assert_int_equal(sm_apply(sm, a, 1), 0);
 	return a->status;
 }
 
@@ -333,12 +341,15 @@ static void test_one_batch_decides_like_single_entries(void **state)
 		batch[i].command = commands[i];
 		batch[i].command_bytes = sizes[i];
 	}
+	/* The results are known at apply, before persist writes anything (group.h). */
 	assert_int_equal(smb.apply(smb.ctx, batch, 6), 0);
 	for (int i = 0; i < 6; i++) {
 		assert_int_equal(batch[i].status, single[i].status);
 		assert_int_equal(batch[i].result_bytes, single[i].result_bytes);
 		assert_memory_equal(batch[i].result, single[i].result, single[i].result_bytes);
 	}
+	assert_int_equal(item_version(b), 0);
+	assert_int_equal(smb.persist(smb.ctx), 0);
 	assert_int_equal(item_version(b), 2);
 	/* The same items, sessions and applied slot. */
 	assert_int_equal(sma.snapshot_get(sma.ctx, &snap_a, &snap_a_bytes, &through_a), 0);

@@ -3,7 +3,9 @@
  * sizes over the core's bounds are refused on both sides. */
 #include "cluster/arena.h"
 #include "cluster/paxos.h"
+#include "cluster/paxos_envelope.h"
 #include "cluster/paxos_wire.h"
+#include "cluster/rpc.h"
 #include "quorum.pb-c.h"
 
 #include <errno.h>
@@ -135,6 +137,64 @@ static void test_round_trip_every_type(void **state)
 		msg_assert_equal(&in, &out);
 		arena_free(arena);
 	}
+}
+
+/* The hand-packed envelopes are what protobuf-c reads as Request.paxos (one message) and
+ * Request.paxos_batch (several, in order), and each message inside decodes as it was. */
+static void test_envelope_of_one_and_of_many(void **state)
+{
+	const struct paxos_wire_group group = { .table_id = 3, .partition_id = 4 };
+	struct arena *arena = arena_new();
+	const uint8_t *messages[PAXOS_MSG_SNAPSHOT];
+	size_t sizes[PAXOS_MSG_SNAPSHOT], count = 0;
+	struct paxos_entry entries[PAXOS_MSG_SNAPSHOT][3];
+	struct paxos_msg in[PAXOS_MSG_SNAPSHOT];
+
+	(void)state;
+	assert_non_null(arena);
+	for (uint32_t type = PAXOS_MSG_PREPARE; type <= PAXOS_MSG_SNAPSHOT; type++, count++) {
+		uint8_t *bytes;
+
+		msg_fill(&in[count], type, entries[count]);
+		assert_int_equal(paxos_wire_encode(&group, &in[count], arena, &bytes,
+						   &sizes[count]), 0);
+		messages[count] = bytes;
+	}
+	for (size_t n = 1; n <= count; n += count - 1) {
+		size_t packed_bytes;
+		uint8_t *packed = paxos_envelope_pack(messages, sizes, n, &packed_bytes);
+		Quorum__Request *request;
+
+		assert_non_null(packed);
+		request = quorum__request__unpack(NULL, packed_bytes, packed);
+		assert_non_null(request);
+		assert_int_equal(request->version, RPC_PROTOCOL_VERSION);
+		for (size_t i = 0; i < n; i++) {
+			const Quorum__PaxosMessage *m;
+			struct paxos_wire_group got;
+			struct paxos_msg out;
+			uint8_t *again;
+			size_t again_bytes;
+
+			if (n == 1) {
+				assert_int_equal(request->op_case, QUORUM__REQUEST__OP_PAXOS);
+				m = request->paxos;
+			} else {
+				assert_int_equal(request->op_case, QUORUM__REQUEST__OP_PAXOS_BATCH);
+				assert_int_equal(request->paxos_batch->n_messages, n);
+				m = request->paxos_batch->messages[i];
+			}
+			again_bytes = quorum__paxos_message__get_packed_size(m);
+			again = arena_alloc(arena, again_bytes);
+			assert_non_null(again);
+			quorum__paxos_message__pack(m, again);
+			assert_int_equal(paxos_wire_decode(again, again_bytes, arena, &got, &out), 0);
+			msg_assert_equal(&in[i], &out);
+		}
+		quorum__request__free_unpacked(request, NULL);
+		free(packed);
+	}
+	arena_free(arena);
 }
 
 /* An empty snapshot (a state machine with nothing in it) is still a snapshot. */
@@ -382,6 +442,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_every_type),
 		cmocka_unit_test(test_round_trip_minimal),
+		cmocka_unit_test(test_envelope_of_one_and_of_many),
 		cmocka_unit_test(test_truncated_and_flipped_never_crash),
 		cmocka_unit_test(test_random_input_never_crashes),
 		cmocka_unit_test(test_oversize_counts_refused),
