@@ -719,10 +719,10 @@ static bool peer_holds_committed(struct paxos *core, size_t i, uint64_t first)
 }
 
 /* Sends peer i the chosen slots it lacks (one batch per tick), or a snapshot if they are
- * compacted away. Any role: knowledge of chosen values is true whoever holds it. A leader
- * sends nothing to a peer that acknowledged them all: the commit index comes with the next
- * ACCEPT or HEARTBEAT, and a LEARN would carry every value a second time (and draw an
- * ACCEPTED back) for each proposal. */
+ * compacted away. Any role: knowledge of chosen values is true whoever holds it. To a peer
+ * that acknowledged them all a leader sends only its commit index, in an ACCEPT without
+ * entries (at most once a tick): a LEARN would carry every value a second time. Followers
+ * apply at once, so a read at any replica soon after a write sees it. */
 static void catch_up(struct paxos *core, size_t i)
 {
 	struct peer_state *p;
@@ -739,8 +739,12 @@ static void catch_up(struct paxos *core, size_t i)
 	}
 	if (p->learn_tick == core->now_tick + 1)
 		return;
-	if (core->role == PAXOS_LEADER && peer_holds_committed(core, i, p->commit_slot + 1))
+	if (core->role == PAXOS_LEADER && peer_holds_committed(core, i, p->commit_slot + 1)) {
+		/* The commit index alone: an ACCEPT without entries. */
+		send_accept_batch(core, core->members[i], NULL, 0);
+		p->learn_tick = core->now_tick + 1;
 		return;
+	}
 	o = out_new(core, PAXOS_MSG_LEARN, core->members[i]);
 	if (!o)
 		return;

@@ -17,6 +17,7 @@
  * replicated flag only: no network call is made while it is held. */
 #include "fs/router.h"
 
+#include "fs/own_writes.h"
 #include "fs/request_ids.h"
 #include "fs/route_refresh.h"
 #include "fs/settings_watch.h"
@@ -89,6 +90,7 @@ struct router {
 	struct net_pool *pool;
 	struct meta_client *meta;  /* one meta, or the replicated metas */
 	struct request_ids *ids;   /* of item writes, for at-most-once apply */
+	struct own_writes *own_writes;   /* eventual mounts: read-your-writes */
 	pthread_mutex_t lock;      /* guards routes and replicated */
 	struct route *routes;
 	/* Bumped by every drop: a description asked for before a drop (a
@@ -864,6 +866,11 @@ static int router_call_node(struct router *router, struct router_op *op,
 			    Quorum__Request *request, Quorum__Response **response,
 			    struct route_target *target)
 {
+	/* Before the first try: a write whose answer is lost may still land. */
+	if (router->eventual && (request->op_case == QUORUM__REQUEST__OP_PUT_ITEM ||
+				 request->op_case == QUORUM__REQUEST__OP_DELETE_ITEM ||
+				 request->op_case == QUORUM__REQUEST__OP_UPDATE_ITEM))
+		own_writes_note(router->own_writes, table->id, hash, clock_monotonic_ms());
 	for (;;) {
 		bool retry;
 		int err = router_route(router, op, table, hash, target, &retry);
@@ -994,6 +1001,11 @@ int router_new(const struct router_options *options, struct router **out)
 	err = request_ids_new(&router->ids);
 	if (err < 0)
 		goto failed;
+	router->own_writes = own_writes_new();
+	if (!router->own_writes) {
+		err = -ENOMEM;
+		goto failed;
+	}
 
 	/* Both calls share one deadline: meta answers within the timeout
 	 * or the router is not made. */
@@ -1047,6 +1059,7 @@ void router_free(struct router *router)
 	net_pool_free(router->pool);
 	meta_client_free(router->meta);
 	request_ids_free(router->ids);
+	own_writes_free(router->own_writes);
 	pthread_mutex_destroy(&router->lock);
 	free(router);
 }
@@ -1439,6 +1452,10 @@ static int router_get_item_op(struct router *router, struct router_op *op,
 	struct route_target target;
 	int err;
 
+	/* A key this router just wrote is read at its leader (own_writes.h). */
+	if (eventual && own_writes_recent(router->own_writes, table->id, router_key_hash(key),
+					  clock_monotonic_ms()))
+		eventual = false;
 	router_set_item_key(&item_key, table, key);
 	get.key = &item_key;
 	get.has_meta_only = true;
