@@ -171,6 +171,7 @@ static void test_apply_skips_applied_slots(void **state)
 	assert_int_equal(item_version(store), 4);
 	for (int i = 0; i < 4; i++)
 		free(commands[i]);
+	store_group_destroy(&sg);
 	store_close(store);
 	remove_dir(dir);
 }
@@ -210,6 +211,8 @@ static void test_snapshot_round_trip(void **state)
 			 -EINVAL);
 	free(snap);
 	free(command);
+	store_group_destroy(&ga);
+	store_group_destroy(&gb);
 	store_close(a);
 	store_close(b);
 	remove_dir(dir_a);
@@ -295,6 +298,8 @@ static void test_retried_write_applies_once(void **state)
 	free(create);
 	free(next);
 	free(other);
+	store_group_destroy(&ga);
+	store_group_destroy(&gb);
 	store_close(a);
 	store_close(b);
 	remove_dir(dir_a);
@@ -363,6 +368,8 @@ static void test_one_batch_decides_like_single_entries(void **state)
 	free(snap_b);
 	for (int i = 0; i < 6; i++)
 		free(commands[i]);
+	store_group_destroy(&ga);
+	store_group_destroy(&gb);
 	store_close(a);
 	store_close(b);
 	remove_dir(dir_a);
@@ -393,6 +400,7 @@ static void test_item_limit_comes_with_the_command(void **state)
 	assert_int_equal(item_version(store), 1);
 	free(small);
 	free(large);
+	store_group_destroy(&sg);
 	store_close(store);
 	remove_dir(dir);
 }
@@ -717,6 +725,7 @@ static void test_group_over_store_survives_crash(void **state)
 		assert_int_equal(item_version(store), 3 * (uint64_t)(life + 1));
 	}
 	free(command);
+	store_group_destroy(&sg);
 	store_close(store);
 	sim_disk_destroy(disk);
 	remove_dir(dir);
