@@ -45,6 +45,7 @@
 #define PEER_SENDERS 4
 /* Deadline of one call to a peer, and how long a peer that failed one is skipped. */
 #define PEER_CALL_MS 300
+#define PEER_CALL_BYTES_PER_MS 1024
 #define PEER_BACKOFF_MS 200
 /* A log line about a peer or a dropped message at most this often. */
 #define LOG_EVERY_MS 10000
@@ -319,6 +320,15 @@ static uint8_t *peer_envelope(struct peer_msg *msgs, size_t count, size_t *size_
 	return out;
 }
 
+/* The deadline of a call carrying size_bytes: PEER_CALL_MS, and a millisecond more per
+ * PEER_CALL_BYTES_PER_MS. A 1 MiB ACCEPT must not time out, be dropped and be resent for
+ * ever on a slow peer (a busy machine, a sanitizer build); small calls still find a dead
+ * peer fast. */
+static int64_t peer_call_ms(size_t size_bytes)
+{
+	return PEER_CALL_MS + (int64_t)(size_bytes / PEER_CALL_BYTES_PER_MS);
+}
+
 static void *peer_main(void *arg)
 {
 	struct peer *peer = arg;
@@ -351,7 +361,8 @@ static void *peer_main(void *arg)
 			continue;
 		}
 		err = net_client_call(peer->client, request, request_bytes,
-				      clock_monotonic_ms() + PEER_CALL_MS, &reply, &reply_bytes);
+				      clock_monotonic_ms() + peer_call_ms(request_bytes), &reply,
+				      &reply_bytes);
 		free(request);
 		if (err < 0) {
 			/* Unreachable: skip it for a moment rather than queue behind a timeout. */

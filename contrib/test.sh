@@ -86,7 +86,7 @@ build_and_check() {
 	say "[$label] make -j$jobs"
 	make -j"$jobs"
 	say "[$label] make check"
-	make -j"$jobs" check VERBOSE=1 || rc=$?
+	make -j"${check_jobs:-$jobs}" check VERBOSE=1 || rc=$?
 	if [ "$rc" -ne 0 ]; then
 		say "[$label] make check FAILED ($rc); logs of the failed tests:"
 		local log
@@ -140,6 +140,10 @@ if [ "$sanitizers" = yes ]; then
 	# the end-to-end suite.
 	[ "$sanitizers_e2e" = yes ] ||
 		export QUORUM_E2E_SKIP="not in the sanitizer pass (see contrib/test.sh)"
+	# One test at a time: test_router's 1 MiB put under the sanitizers misses its
+	# deadline when a sanitized simulation shares the two cores with its cluster
+	# (it passes alone); the same stall as above, not yet fixed.
+	check_jobs=1
 	build_and_check sanitizers --enable-werror --enable-sanitizers
 	cd "$top"
 fi

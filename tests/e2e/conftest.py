@@ -531,6 +531,19 @@ def read_file(path):
         return f.read()
 
 
+def poll(what, fn, timeout_s=20.0, interval_s=0.25):
+    """Calls FN until it returns a true value; returns it. Fails with the
+    last value seen after TIMEOUT_S."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError("%s: not within %.0f s (last: %r)" % (what, timeout_s, last))
+
+
 def expect_errno(expected, fn, *args, **kwargs):
     """Calls FN and checks it fails with one of EXPECTED (an errno or a tuple)."""
     if isinstance(expected, int):

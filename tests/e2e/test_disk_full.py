@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import read_file, run, write_file
+from conftest import poll, read_file, run, write_file
 
 MiB = 1 << 20
 AZS = ("a", "b", "c")
@@ -55,18 +55,6 @@ def drop_ballast(path):
     for name in os.listdir(path):
         if name.startswith("ballast-"):
             os.unlink(os.path.join(path, name))
-
-
-def poll(what, fn, timeout_s=20.0, interval_s=0.2):
-    """Calls fn until it returns a true value; fails after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError("%s: not within %.0f s (last: %r)" % (what, timeout_s, last))
 
 
 def try_write(path, data):

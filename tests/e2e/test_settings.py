@@ -17,8 +17,8 @@ import errno
 import json
 import os
 import signal
-import time
 
+import conftest
 from conftest import pid_signal, read_file, write_file
 
 # How long a setting may take to reach every router and node: a node asks
@@ -26,17 +26,9 @@ from conftest import pid_signal, read_file, write_file
 PROPAGATION_S = 15
 
 
-def poll(what, fn, timeout_s=PROPAGATION_S, interval_s=0.25):
-    """Calls FN until it returns a true value; returns it. Fails with the
-    last value seen after TIMEOUT_S."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError("%s: not within %d s (last: %r)" % (what, timeout_s, last))
+def poll(what, fn, timeout_s=PROPAGATION_S):
+    """conftest.poll, with the time a setting takes to propagate."""
+    return conftest.poll(what, fn, timeout_s)
 
 
 def write_errno(path, data):
