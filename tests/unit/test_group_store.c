@@ -117,6 +117,18 @@ static void remove_dir(char *dir)
 	free(dir);
 }
 
+/* Frees two replicas' store groups and stores, and removes their directories. */
+static void pair_close(struct store_group *ga, struct store_group *gb, struct store *a,
+		       struct store *b, char *dir_a, char *dir_b)
+{
+	store_group_destroy(ga);
+	store_group_destroy(gb);
+	store_close(a);
+	store_close(b);
+	remove_dir(dir_a);
+	remove_dir(dir_b);
+}
+
 static void test_apply_skips_applied_slots(void **state)
 {
 	char *dir = temp_dir();
@@ -211,12 +223,7 @@ static void test_snapshot_round_trip(void **state)
 			 -EINVAL);
 	free(snap);
 	free(command);
-	store_group_destroy(&ga);
-	store_group_destroy(&gb);
-	store_close(a);
-	store_close(b);
-	remove_dir(dir_a);
-	remove_dir(dir_b);
+	pair_close(&ga, &gb, a, b, dir_a, dir_b);
 }
 
 static Quorum__RequestId request_id(uint64_t client_id, uint64_t seq, uint64_t floor)
@@ -298,12 +305,7 @@ static void test_retried_write_applies_once(void **state)
 	free(create);
 	free(next);
 	free(other);
-	store_group_destroy(&ga);
-	store_group_destroy(&gb);
-	store_close(a);
-	store_close(b);
-	remove_dir(dir_a);
-	remove_dir(dir_b);
+	pair_close(&ga, &gb, a, b, dir_a, dir_b);
 }
 
 /* A cycle's committed entries are applied in one batch: each must see what the earlier ones
@@ -368,12 +370,7 @@ static void test_one_batch_decides_like_single_entries(void **state)
 	free(snap_b);
 	for (int i = 0; i < 6; i++)
 		free(commands[i]);
-	store_group_destroy(&ga);
-	store_group_destroy(&gb);
-	store_close(a);
-	store_close(b);
-	remove_dir(dir_a);
-	remove_dir(dir_b);
+	pair_close(&ga, &gb, a, b, dir_a, dir_b);
 }
 
 /* The item limit is the proposer's, stamped in the command: every replica decides alike,
